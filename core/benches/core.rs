@@ -1,0 +1,44 @@
+//! Criterion benchmarks for the core: one hit on the embedded store, hot key and many keys.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use flux_core::{AlgorithmKind, Limiter, Quota};
+
+fn hot_key(c: &mut Criterion) {
+    let mut group = c.benchmark_group("memory_hit_hot_key");
+    for kind in AlgorithmKind::ALL {
+        let quota = Quota::new(1_000_000_000, 1_000_000_000, None).unwrap();
+        let limiter = Limiter::builder(quota)
+            .algorithm(kind)
+            .build_memory()
+            .unwrap();
+        if kind == AlgorithmKind::SlidingLog {
+            // A billion live log entries is not a hot-key benchmark; use a small window.
+            continue;
+        }
+        group.bench_function(kind.name(), |b| {
+            b.iter(|| limiter.hit(black_box("client-42"), 1).unwrap())
+        });
+    }
+    group.finish();
+}
+
+fn many_keys(c: &mut Criterion) {
+    let quota = Quota::new(100, 60_000_000_000, None).unwrap();
+    let limiter = Limiter::builder(quota).build_memory().unwrap();
+    let keys: Vec<String> = (0..1_000_000)
+        .map(|i| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 255, i & 255))
+        .collect();
+    for key in &keys {
+        limiter.hit(key, 1).unwrap();
+    }
+    let mut i = 0usize;
+    c.bench_function("memory_hit_1m_keys_gcra", |b| {
+        b.iter(|| {
+            i = (i + 7919) % keys.len();
+            limiter.hit(black_box(&keys[i]), 1).unwrap()
+        })
+    });
+}
+
+criterion_group!(benches, hot_key, many_keys);
+criterion_main!(benches);

@@ -1,0 +1,167 @@
+//! `Limiter`: one limit = algorithm + quota + store (+ the key prefix that names it).
+
+use crate::store::memory::MemoryStore;
+use crate::store::Store;
+use crate::SystemClock;
+use crate::{with_algorithm, AlgorithmKind, Clock, Decision, Error, Quota, Result};
+use std::fmt;
+use std::sync::Arc;
+
+/// One rate limit applied to many keys.
+///
+/// Thread-safe: share it behind an `Arc` (or by reference) and call [`Limiter::hit`] from any
+/// number of threads; every hit is one atomic update of its key's state.
+pub struct Limiter {
+    store: Box<dyn Store>,
+    quota: Quota,
+    kind: AlgorithmKind,
+    limit: u64,
+    prefix: String,
+}
+
+impl Limiter {
+    /// A builder for a limit of `quota` (GCRA on the embedded store unless told otherwise).
+    pub fn builder(quota: Quota) -> LimiterBuilder {
+        LimiterBuilder {
+            quota,
+            kind: AlgorithmKind::default(),
+            clock: None,
+            max_keys: None,
+            prefix: String::new(),
+        }
+    }
+
+    /// Counts a hit of `cost` on `key` if it passes; a denied hit changes nothing.
+    ///
+    /// Errors: `InvalidCost` when cost is 0 or exceeds the capacity (it could never pass);
+    /// `Store` when the store fails.
+    #[inline]
+    pub fn hit(&self, key: &str, cost: u64) -> Result<Decision> {
+        self.check_cost(cost)?;
+        self.store.hit(key, cost)
+    }
+
+    /// What a hit of cost 1 on `key` would see now, without counting it.
+    pub fn peek(&self, key: &str) -> Result<Decision> {
+        self.store.peek(key)
+    }
+
+    /// Puts `key` back to full capacity.
+    pub fn reset(&self, key: &str) -> Result<()> {
+        self.store.reset(key)
+    }
+
+    /// The quota.
+    pub fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// The algorithm.
+    pub fn algorithm(&self) -> AlgorithmKind {
+        self.kind
+    }
+
+    /// The capacity reported as `Decision::limit` (B for buckets, N for windows).
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// The prefix that names this limit's keys in a shared store.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The store holding this limit's state.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    #[inline]
+    fn check_cost(&self, cost: u64) -> Result<()> {
+        if cost == 0 || cost > self.limit {
+            return Err(Error::InvalidCost {
+                cost,
+                capacity: self.limit,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Limiter")
+            .field("algorithm", &self.kind.name())
+            .field("quota", &self.quota)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// Builds a [`Limiter`].
+pub struct LimiterBuilder {
+    quota: Quota,
+    kind: AlgorithmKind,
+    clock: Option<Arc<dyn Clock>>,
+    max_keys: Option<usize>,
+    prefix: String,
+}
+
+impl LimiterBuilder {
+    /// The algorithm (default GCRA).
+    pub fn algorithm(mut self, kind: AlgorithmKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// The clock (default [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Keep at most about `max_keys` keys, evicting the least recently used (embedded store).
+    pub fn max_keys(mut self, max_keys: Option<usize>) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// The prefix naming this limit's keys in a shared store.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Builds the limiter on the embedded (in-memory) store.
+    pub fn build_memory(self) -> Result<Limiter> {
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
+        let (store, limit): (Box<dyn Store>, u64) = with_algorithm!(self.kind, A => {
+            let algorithm = A::new(&self.quota);
+            let limit = algorithm.limit();
+            (Box::new(MemoryStore::new(algorithm, clock, self.max_keys)?), limit)
+        });
+        Ok(Limiter {
+            store,
+            quota: self.quota,
+            kind: self.kind,
+            limit,
+            prefix: self.prefix,
+        })
+    }
+
+    /// Builds the limiter on a store made by `make_store` (e.g. the Redis store).
+    pub fn build_with(
+        self,
+        make_store: impl FnOnce(&Quota, AlgorithmKind, &str) -> Result<Box<dyn Store>>,
+    ) -> Result<Limiter> {
+        let store = make_store(&self.quota, self.kind, &self.prefix)?;
+        let limit = with_algorithm!(self.kind, A => A::new(&self.quota).limit());
+        Ok(Limiter {
+            store,
+            quota: self.quota,
+            kind: self.kind,
+            limit,
+            prefix: self.prefix,
+        })
+    }
+}

@@ -1,0 +1,222 @@
+//! The embedded store: a sharded map from key to algorithm state, one lock per shard.
+//!
+//! Memory stays bounded without a background thread: before a shard grows its table it first
+//! drops the keys that are back to full capacity (idle state carries no information), and with
+//! `max_keys` set it then evicts the least recently used keys, so a flood of distinct keys
+//! (rotating IPv6 addresses, say) cannot exhaust memory.
+//!
+//! Keys are stored as a 64-bit hash under a per-store random seed, not as strings: an idle key
+//! costs 24 bytes of table plus one control byte, and no allocation per key. Two keys share
+//! state only if their seeded hashes collide (about 1 in 3·10⁷ for a million live keys, and
+//! not steerable by a client who does not know the seed).
+
+use crate::algorithms::Algorithm;
+use crate::{Clock, Decision, Error, Result};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use super::Store;
+
+/// Default number of shards: enough that threads rarely meet on one lock.
+pub const DEFAULT_SHARDS: usize = 64;
+
+/// Smallest table a shard sweeps before growing.
+const MIN_SWEEP_AT: usize = 32;
+
+/// The state of one key and when it was last used (a per-shard tick, for LRU eviction).
+#[derive(Debug, Default)]
+struct Entry<S> {
+    state: S,
+    touched: u32,
+}
+
+/// The keys are already uniformly distributed hashes: hashing them again would only cost time.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("only u64 keys are hashed");
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type Table<S> = HashMap<u64, Entry<S>, BuildHasherDefault<PassThrough>>;
+
+struct Shard<S> {
+    table: Table<S>,
+    /// Sweep idle keys before inserting when the table holds this many.
+    sweep_at: usize,
+    /// Monotonic use counter for LRU ordering.
+    tick: u32,
+}
+
+/// Pads a shard to its own cache line so that two cores never fight over one line.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+/// The embedded store for one limit whose algorithm is `A`.
+pub struct MemoryStore<A: Algorithm> {
+    algorithm: A,
+    clock: Arc<dyn Clock>,
+    seed: ahash::RandomState,
+    shards: Box<[Padded<Mutex<Shard<A::State>>>]>,
+    shard_shift: u32,
+    /// Largest number of keys one shard keeps (`usize::MAX` when unbounded).
+    shard_capacity: usize,
+}
+
+impl<A: Algorithm> MemoryStore<A> {
+    /// A store for `algorithm`, reading time from `clock`, keeping at most about `max_keys`
+    /// keys (None: unbounded, idle keys are still swept).
+    pub fn new(algorithm: A, clock: Arc<dyn Clock>, max_keys: Option<usize>) -> Result<Self> {
+        let shard_count = match max_keys {
+            Some(0) => {
+                return Err(Error::InvalidArgument(
+                    "max_keys must be at least 1, got 0".into(),
+                ))
+            }
+            // Keep at least ~64 keys per shard so that per-shard LRU approximates global LRU.
+            Some(max) => (max / 64)
+                .clamp(1, DEFAULT_SHARDS)
+                .next_power_of_two()
+                .min(DEFAULT_SHARDS),
+            None => DEFAULT_SHARDS,
+        };
+        let shard_capacity = max_keys.map_or(usize::MAX, |max| max.div_ceil(shard_count));
+        let shards = (0..shard_count)
+            .map(|_| {
+                Padded(Mutex::new(Shard {
+                    table: Table::default(),
+                    sweep_at: MIN_SWEEP_AT,
+                    tick: 0,
+                }))
+            })
+            .collect();
+        Ok(MemoryStore {
+            algorithm,
+            clock,
+            seed: ahash::RandomState::new(),
+            shards,
+            // The top bits pick the shard; the table uses the low bits and its own tag bits.
+            shard_shift: 64 - shard_count.trailing_zeros(),
+            shard_capacity,
+        })
+    }
+
+    /// The algorithm this store applies.
+    pub fn algorithm(&self) -> &A {
+        &self.algorithm
+    }
+
+    #[inline]
+    fn locate(&self, key: &str) -> (u64, &Mutex<Shard<A::State>>) {
+        let hash = self.seed.hash_one(key);
+        // `checked_shr` because a single shard means a shift of 64.
+        let index = hash.checked_shr(self.shard_shift).unwrap_or(0) as usize;
+        (hash, &self.shards[index].0)
+    }
+}
+
+impl<S> Shard<S> {
+    fn next_tick(&mut self) -> u32 {
+        if self.tick == u32::MAX {
+            // Renumber from zero keeping the order; happens once per 4 billion uses.
+            let mut ticks: Vec<u32> = self.table.values().map(|e| e.touched).collect();
+            ticks.sort_unstable();
+            ticks.dedup();
+            for entry in self.table.values_mut() {
+                entry.touched = ticks.binary_search(&entry.touched).unwrap_or(0) as u32;
+            }
+            self.tick = ticks.len() as u32;
+        }
+        self.tick += 1;
+        self.tick
+    }
+
+    /// Drops idle keys; then, if still at `capacity`, the least recently used eighth.
+    fn make_room(&mut self, capacity: usize, is_idle: impl Fn(&S) -> bool) {
+        if self.table.len() >= self.sweep_at || self.table.len() >= capacity {
+            self.table.retain(|_, entry| !is_idle(&entry.state));
+            let live = self.table.len();
+            self.sweep_at = (live * 2).max(MIN_SWEEP_AT);
+            if self.table.capacity() > 4 * self.sweep_at {
+                self.table.shrink_to(self.sweep_at);
+            }
+        }
+        if self.table.len() >= capacity {
+            let evict = (capacity / 8).max(1);
+            let mut ticks: Vec<u32> = self.table.values().map(|e| e.touched).collect();
+            let (_, &mut cutoff, _) = ticks.select_nth_unstable(evict - 1);
+            self.table.retain(|_, entry| entry.touched > cutoff);
+        }
+    }
+}
+
+impl<A: Algorithm> Store for MemoryStore<A> {
+    #[inline]
+    fn hit(&self, key: &str, cost: u64) -> Result<Decision> {
+        let (hash, shard) = self.locate(key);
+        let mut shard = shard.lock();
+        // Read the clock under the lock so that hits on one key see time in order.
+        let now = self.clock.now();
+        let tick = shard.next_tick();
+        if let Some(entry) = shard.table.get_mut(&hash) {
+            entry.touched = tick;
+            return Ok(self.algorithm.hit(&mut entry.state, now, cost));
+        }
+        shard.make_room(self.shard_capacity, |state| {
+            self.algorithm.is_idle(state, now)
+        });
+        let mut entry = Entry {
+            state: A::State::default(),
+            touched: tick,
+        };
+        let decision = self.algorithm.hit(&mut entry.state, now, cost);
+        shard.table.insert(hash, entry);
+        Ok(decision)
+    }
+
+    fn peek(&self, key: &str) -> Result<Decision> {
+        let (hash, shard) = self.locate(key);
+        let shard = shard.lock();
+        let now = self.clock.now();
+        let fresh = A::State::default();
+        let state = shard.table.get(&hash).map_or(&fresh, |entry| &entry.state);
+        Ok(self.algorithm.peek(state, now))
+    }
+
+    fn reset(&self, key: &str) -> Result<()> {
+        let (hash, shard) = self.locate(key);
+        shard.lock().table.remove(&hash);
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.0.lock().table.len())
+            .sum()
+    }
+
+    fn sweep(&self) -> usize {
+        let now = self.clock.now();
+        let mut dropped = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.0.lock();
+            let before = shard.table.len();
+            shard
+                .table
+                .retain(|_, entry| !self.algorithm.is_idle(&entry.state, now));
+            dropped += before - shard.table.len();
+        }
+        dropped
+    }
+}

@@ -1,0 +1,32 @@
+//! Where limit state lives. A [`Store`] keeps the state of one limit for every key and applies
+//! the limit's algorithm to it atomically.
+//!
+//! - [`memory::MemoryStore`]: the embedded store, the default; nothing else needs to run.
+//! - `redis` (later): state in Redis, shared by every process and language that links the core.
+
+pub mod memory;
+
+use crate::{Decision, Result};
+
+/// The state of one limit, for every key, with atomic read-decide-write per hit.
+pub trait Store: Send + Sync {
+    /// Counts a hit of `cost` on `key` (1 ≤ cost ≤ limit, checked by the caller) if it passes.
+    fn hit(&self, key: &str, cost: u64) -> Result<Decision>;
+
+    /// What a hit of cost 1 on `key` would see now, without counting it.
+    fn peek(&self, key: &str) -> Result<Decision>;
+
+    /// Forgets `key`: it is back to full capacity.
+    fn reset(&self, key: &str) -> Result<()>;
+
+    /// Number of keys currently held (idle keys not yet swept included).
+    fn len(&self) -> usize;
+
+    /// True when no key is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every key whose state is back to full capacity; returns how many were dropped.
+    fn sweep(&self) -> usize;
+}
