@@ -65,19 +65,28 @@ fn vector_files() -> Vec<PathBuf> {
 #[test]
 fn every_vector_replays_exactly_on_the_memory_store() {
     let files = vector_files();
-    assert!(files.len() >= 6, "expected a vector per algorithm, found {files:?}");
+    assert!(
+        files.len() >= 6,
+        "expected a vector per algorithm, found {files:?}"
+    );
     let mut seen = std::collections::HashSet::new();
     for file in files {
         let vector: Vector = serde_json::from_str(&std::fs::read_to_string(&file).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let kind: AlgorithmKind = vector.algorithm.parse().unwrap();
         seen.insert(kind);
-        let quota =
-            Quota::new(vector.quota.requests, vector.quota.period_us * 1_000, vector.quota.burst)
-                .unwrap();
+        let quota = Quota::new(
+            vector.quota.requests,
+            vector.quota.period_us * 1_000,
+            vector.quota.burst,
+        )
+        .unwrap();
         let clock = Arc::new(ManualClock::new(0));
-        let limiter =
-            Limiter::builder(quota).algorithm(kind).clock(clock.clone()).build_memory().unwrap();
+        let limiter = Limiter::builder(quota)
+            .algorithm(kind)
+            .clock(clock.clone())
+            .build_memory()
+            .unwrap();
         for (i, step) in vector.steps.iter().enumerate() {
             clock.set(step.now_us * 1_000);
             let decision = match step.op.as_str() {
@@ -105,5 +114,9 @@ fn every_vector_replays_exactly_on_the_memory_store() {
             );
         }
     }
-    assert_eq!(seen.len(), AlgorithmKind::ALL.len(), "every algorithm has a vector");
+    assert_eq!(
+        seen.len(),
+        AlgorithmKind::ALL.len(),
+        "every algorithm has a vector"
+    );
 }
