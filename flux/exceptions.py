@@ -128,7 +128,8 @@ class ConfigError(FluxError, ValueError):
         super().__init__(": ".join(p for p in parts if p))
 
 
-class ConnectionError(FluxError, builtins.ConnectionError):  # noqa: A001 - flux-limiter's name
+# Shadows the builtin name on purpose: flux-limiter exported `flux.ConnectionError`.
+class ConnectionError(FluxError, builtins.ConnectionError):
     """The storage backend (Redis) could not be reached or failed mid-command.
 
     Raised only when ``fail_silently = false``. The underlying exception is kept both as

@@ -1,0 +1,108 @@
+//! `RateLimitResult`: one decision, as Python sees it.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+/// The outcome of one hit (or peek). Times are float seconds; `bool(result)` is `allowed`.
+#[pyclass(module = "flux._flux", frozen, subclass)]
+pub struct RateLimitResult {
+    /// Whether the hit passed (and was counted).
+    #[pyo3(get)]
+    pub allowed: bool,
+    /// Whole hits of cost 1 still allowed now.
+    #[pyo3(get)]
+    pub remaining: u64,
+    /// Seconds until the key is back to full capacity.
+    #[pyo3(get)]
+    pub reset_after: f64,
+    /// Seconds until this hit would pass; 0.0 when it passed.
+    #[pyo3(get)]
+    pub retry_after: f64,
+    /// The capacity (burst for bucket algorithms, requests for window algorithms).
+    #[pyo3(get)]
+    pub limit: u64,
+}
+
+impl RateLimitResult {
+    pub fn from_decision(d: flux_core::Decision) -> Self {
+        RateLimitResult {
+            allowed: d.allowed,
+            remaining: d.remaining,
+            reset_after: d.reset_after_secs(),
+            retry_after: d.retry_after_secs(),
+            limit: d.limit,
+        }
+    }
+}
+
+/// Whole seconds, rounded up: a client told to wait must never come back too early.
+fn ceil_secs(seconds: f64) -> u64 {
+    seconds.ceil().max(0.0) as u64
+}
+
+#[pymethods]
+impl RateLimitResult {
+    #[new]
+    #[pyo3(signature = (allowed, remaining=0, reset_after=0.0, retry_after=0.0, limit=0))]
+    fn new(
+        allowed: bool,
+        remaining: u64,
+        reset_after: Option<f64>,
+        retry_after: Option<f64>,
+        limit: u64,
+    ) -> Self {
+        RateLimitResult {
+            allowed,
+            remaining,
+            reset_after: reset_after.unwrap_or(0.0),
+            retry_after: retry_after.unwrap_or(0.0),
+            limit,
+        }
+    }
+
+    /// How much of the capacity is in use (limit − remaining).
+    #[getter]
+    fn usage(&self) -> u64 {
+        self.limit.saturating_sub(self.remaining)
+    }
+
+    /// The `X-RateLimit-*` headers for this decision, plus `Retry-After` (whole seconds, rounded
+    /// up) when it was denied.
+    fn to_headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let headers = PyDict::new(py);
+        headers.set_item("X-RateLimit-Limit", self.limit.to_string())?;
+        headers.set_item("X-RateLimit-Remaining", self.remaining.to_string())?;
+        headers.set_item("X-RateLimit-Reset", ceil_secs(self.reset_after).to_string())?;
+        if !self.allowed {
+            headers.set_item(
+                "Retry-After",
+                ceil_secs(self.retry_after).max(1).to_string(),
+            )?;
+        }
+        Ok(headers)
+    }
+
+    fn __bool__(&self) -> bool {
+        self.allowed
+    }
+
+    fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
+        other.cast::<RateLimitResult>().is_ok_and(|o| {
+            let o = o.get();
+            (o.allowed, o.remaining, o.limit) == (self.allowed, self.remaining, self.limit)
+                && o.reset_after == self.reset_after
+                && o.retry_after == self.retry_after
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "RateLimitResult(allowed={}, remaining={}, limit={}, reset_after={:.6}, retry_after={:.6})",
+            if self.allowed { "True" } else { "False" },
+            self.remaining,
+            self.limit,
+            self.reset_after,
+            self.retry_after
+        )
+    }
+}

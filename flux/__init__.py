@@ -1,0 +1,37 @@
+"""flux: a fast, correct rate limiter with a Rust core.
+
+>>> from flux import RateLimiter
+>>> limiter = RateLimiter(5, 10)          # 5 requests per 10 seconds, GCRA, in memory
+>>> limiter.hit("client-1").allowed
+True
+"""
+
+from __future__ import annotations
+
+from flux._flux import __version__
+from flux.config import (
+    FluxConfig,
+    RateLimitPolicy,
+    get_config,
+    load_config,
+    reload_config,
+)
+from flux.exceptions import ConfigError, ConnectionError, FluxError, RateLimitExceeded
+from flux.limiter import ManualClock, RateLimiter, RateLimitResult, create_limiter
+
+__all__ = [
+    "ConfigError",
+    "ConnectionError",
+    "FluxConfig",
+    "FluxError",
+    "ManualClock",
+    "RateLimitExceeded",
+    "RateLimitPolicy",
+    "RateLimitResult",
+    "RateLimiter",
+    "__version__",
+    "create_limiter",
+    "get_config",
+    "load_config",
+    "reload_config",
+]
