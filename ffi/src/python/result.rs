@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
 /// The outcome of one hit (or peek). Times are float seconds; `bool(result)` is `allowed`.
-#[pyclass(module = "flux._flux", frozen, subclass)]
+#[pyclass(module = "flux._flux", frozen, subclass, freelist = 64)]
 pub struct RateLimitResult {
     /// Whether the hit passed (and was counted).
     #[pyo3(get)]
