@@ -19,6 +19,17 @@ fn hot_key(c: &mut Criterion) {
             b.iter(|| limiter.hit(black_box("client-42"), 1).unwrap())
         });
     }
+    // The same hit with a manual clock: what reading the system clock costs.
+    let quota = Quota::new(1_000_000_000, 1_000_000_000, None).unwrap();
+    let clock = std::sync::Arc::new(flux_core::ManualClock::new(1));
+    let limiter = Limiter::builder(quota).clock(clock).build_memory().unwrap();
+    group.bench_function("gcra_manual_clock", |b| {
+        b.iter(|| limiter.hit(black_box("client-42"), 1).unwrap())
+    });
+    let system = flux_core::SystemClock::new();
+    group.bench_function("system_clock_read", |b| {
+        b.iter(|| flux_core::Clock::now(black_box(&system)))
+    });
     group.finish();
 }
 
