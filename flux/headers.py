@@ -1,0 +1,127 @@
+"""HTTP headers for rate-limit decisions, and Retry-After jitter.
+
+One place builds every header flux sends, for every framework:
+
+- ``Retry-After`` (denied only): whole seconds rounded **up**, so a client that obeys it is never
+  early; plus up to ``jitter_max_ms`` of random delay when jitter is enabled, so that clients
+  denied together do not all return in the same second.
+- ``X-RateLimit-Limit`` / ``X-RateLimit-Remaining`` / ``X-RateLimit-Reset`` (seconds until the
+  key is back to full capacity, rounded up), from the most restrictive limit that applied.
+- The IETF fields of draft-ietf-httpapi-ratelimit-headers (draft-10, structured-field lists):
+  ``RateLimit-Policy: "<name>";q=<quota>;w=<window>`` and
+  ``RateLimit: "<name>";r=<remaining>;t=<reset>``, one list item per limit; ``w`` and ``t`` are
+  sf-integers (whole seconds, rounded up).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = [
+    "RATELIMIT",
+    "RATELIMIT_POLICY",
+    "RETRY_AFTER",
+    "X_RATELIMIT_LIMIT",
+    "X_RATELIMIT_REMAINING",
+    "X_RATELIMIT_RESET",
+    "AppliedLimit",
+    "build_headers",
+    "ceil_seconds",
+    "retry_after_seconds",
+]
+
+RETRY_AFTER = "Retry-After"
+X_RATELIMIT_LIMIT = "X-RateLimit-Limit"
+X_RATELIMIT_REMAINING = "X-RateLimit-Remaining"
+X_RATELIMIT_RESET = "X-RateLimit-Reset"
+RATELIMIT_POLICY = "RateLimit-Policy"
+RATELIMIT = "RateLimit"
+
+# sf-string may hold printable ASCII; '"' and '\' are escaped. Anything else is replaced.
+_UNSAFE = re.compile(r"[^\x20-\x7e]")
+
+
+class Decision(Protocol):
+    """What the headers need from a decision (a ``RateLimitResult``)."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def reset_after(self) -> float: ...
+    @property
+    def retry_after(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class AppliedLimit:
+    """One limit that applied to a request: its name, window (seconds) and decision."""
+
+    name: str
+    window: float
+    result: Decision
+
+
+def ceil_seconds(seconds: float) -> int:
+    """Whole seconds, rounded up, never negative."""
+    return max(0, math.ceil(seconds - 1e-9))
+
+
+def retry_after_seconds(
+    retry_after: float, *, jitter_max_ms: int = 0, rng: random.Random | None = None
+) -> int:
+    """The Retry-After value: at least 1, rounded up, plus up to ``jitter_max_ms`` of jitter."""
+    jitter = (rng or random).uniform(0.0, jitter_max_ms / 1000.0) if jitter_max_ms > 0 else 0.0
+    return max(1, ceil_seconds(retry_after + jitter))
+
+
+def _sf_string(text: str) -> str:
+    text = _UNSAFE.sub("?", text).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def build_headers(
+    applied: Sequence[AppliedLimit],
+    *,
+    jitter_max_ms: int = 0,
+    rng: random.Random | None = None,
+) -> dict[str, str]:
+    """Every rate-limit header for a request that ``applied`` limits (in order) decided.
+
+    The ``X-RateLimit-*`` trio describes the most restrictive limit: a denying one if any (the
+    one that makes the client wait longest), else the one with the fewest hits remaining.
+    """
+    if not applied:
+        return {}
+    denied = [a for a in applied if not a.result.allowed]
+    if denied:
+        binding = max(denied, key=lambda a: a.result.retry_after)
+    else:
+        binding = min(applied, key=lambda a: a.result.remaining)
+    result = binding.result
+    headers = {
+        X_RATELIMIT_LIMIT: str(result.limit),
+        X_RATELIMIT_REMAINING: str(max(0, result.remaining)),
+        X_RATELIMIT_RESET: str(ceil_seconds(result.reset_after)),
+        RATELIMIT_POLICY: ", ".join(
+            f"{_sf_string(a.name)};q={a.result.limit};w={max(1, ceil_seconds(a.window))}" for a in applied
+        ),
+        RATELIMIT: ", ".join(
+            f"{_sf_string(a.name)};r={max(0, a.result.remaining)};"
+            f"t={ceil_seconds(a.result.reset_after)}"
+            for a in applied
+        ),
+    }
+    if denied:
+        headers[RETRY_AFTER] = str(
+            retry_after_seconds(result.retry_after, jitter_max_ms=jitter_max_ms, rng=rng)
+        )
+    return headers
