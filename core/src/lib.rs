@@ -18,6 +18,7 @@ pub use decision::Decision;
 pub use error::{Error, Result};
 pub use limiter::{Limiter, LimiterBuilder};
 pub use quota::Quota;
+pub use store::multi::hit_many;
 
 /// Nanoseconds, the core's one unit of time.
 pub type Nanos = u64;

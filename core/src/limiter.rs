@@ -77,7 +77,7 @@ impl Limiter {
     }
 
     #[inline]
-    fn check_cost(&self, cost: u64) -> Result<()> {
+    pub(crate) fn check_cost(&self, cost: u64) -> Result<()> {
         if cost == 0 || cost > self.limit {
             return Err(Error::InvalidCost {
                 cost,

@@ -17,7 +17,10 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use super::multi::{LockableStore, ShardLock};
 use super::Store;
+use crate::Nanos;
+use parking_lot::MutexGuard;
 
 /// Default number of shards: enough that threads rarely meet on one lock.
 pub const DEFAULT_SHARDS: usize = 64;
@@ -118,10 +121,15 @@ impl<A: Algorithm> MemoryStore<A> {
 
     #[inline]
     fn locate(&self, key: &str) -> (u64, &Mutex<Shard<A::State>>) {
+        let (index, hash) = self.shard_index(key);
+        (hash, &self.shards[index].0)
+    }
+
+    #[inline]
+    fn shard_index(&self, key: &str) -> (usize, u64) {
         let hash = self.seed.hash_one(key);
         // `checked_shr` because a single shard means a shift of 64.
-        let index = hash.checked_shr(self.shard_shift).unwrap_or(0) as usize;
-        (hash, &self.shards[index].0)
+        (hash.checked_shr(self.shard_shift).unwrap_or(0) as usize, hash)
     }
 }
 
@@ -206,6 +214,10 @@ impl<A: Algorithm> Store for MemoryStore<A> {
             .sum()
     }
 
+    fn lockable(&self) -> Option<&dyn LockableStore> {
+        Some(self)
+    }
+
     fn sweep(&self) -> usize {
         let now = self.clock.now();
         let mut dropped = 0;
@@ -218,5 +230,65 @@ impl<A: Algorithm> Store for MemoryStore<A> {
             dropped += before - shard.table.len();
         }
         dropped
+    }
+}
+
+impl<A: Algorithm> LockableStore for MemoryStore<A> {
+    fn locate_key(&self, key: &str) -> (usize, u64) {
+        self.shard_index(key)
+    }
+
+    fn lock_shard(&self, index: usize) -> Box<dyn ShardLock + '_> {
+        let shard = self.shards[index].0.lock();
+        let now = self.clock.now();
+        Box::new(MemoryShardLock { store: self, shard, now, scratch: Vec::new() })
+    }
+}
+
+/// One locked shard of a [`MemoryStore`] during a multi-limit hit.
+struct MemoryShardLock<'a, A: Algorithm> {
+    store: &'a MemoryStore<A>,
+    shard: MutexGuard<'a, Shard<A::State>>,
+    now: Nanos,
+    /// Tentative states of the keys hit so far, written back by `commit`.
+    scratch: Vec<(u64, A::State)>,
+}
+
+impl<A: Algorithm> ShardLock for MemoryShardLock<'_, A> {
+    fn try_hit(&mut self, hash: u64, cost: u64) -> Decision {
+        let position = self.scratch.iter().position(|(h, _)| *h == hash);
+        let mut state = match position {
+            Some(i) => self.scratch[i].1.clone(),
+            None => self.shard.table.get(&hash).map(|e| e.state.clone()).unwrap_or_default(),
+        };
+        let decision = self.store.algorithm.hit(&mut state, self.now, cost);
+        if decision.allowed {
+            match position {
+                Some(i) => self.scratch[i].1 = state,
+                None => self.scratch.push((hash, state)),
+            }
+        }
+        decision
+    }
+
+    fn untaken(&self, hash: u64, _cost: u64) -> Decision {
+        let fresh = A::State::default();
+        let state = self.shard.table.get(&hash).map_or(&fresh, |e| &e.state);
+        let seen = self.store.algorithm.peek(state, self.now);
+        Decision { allowed: true, retry_after: 0, ..seen }
+    }
+
+    fn commit(&mut self) {
+        let now = self.now;
+        for (hash, state) in std::mem::take(&mut self.scratch) {
+            let tick = self.shard.next_tick();
+            if let Some(entry) = self.shard.table.get_mut(&hash) {
+                *entry = Entry { state, touched: tick };
+                continue;
+            }
+            let algorithm = &self.store.algorithm;
+            self.shard.make_room(self.store.shard_capacity, |s| algorithm.is_idle(s, now));
+            self.shard.table.insert(hash, Entry { state, touched: tick });
+        }
     }
 }

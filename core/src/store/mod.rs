@@ -5,6 +5,7 @@
 //! - `redis` (later): state in Redis, shared by every process and language that links the core.
 
 pub mod memory;
+pub mod multi;
 
 use crate::{Decision, Result};
 
@@ -29,4 +30,10 @@ pub trait Store: Send + Sync {
 
     /// Forgets every key whose state is back to full capacity; returns how many were dropped.
     fn sweep(&self) -> usize;
+
+    /// The store's shard locks, when it can take part in an atomic multi-limit hit in process
+    /// (the embedded store); `None` for stores that do it their own way (Redis: one script).
+    fn lockable(&self) -> Option<&dyn multi::LockableStore> {
+        None
+    }
 }
