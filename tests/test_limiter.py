@@ -176,3 +176,15 @@ def test_manual_clock_rejects_nonsense() -> None:
         ManualClock(0).advance(-1)
     with pytest.raises(ValueError, match="seconds"):
         ManualClock(float("inf"))
+
+
+def test_hit_many_is_all_or_nothing(clock: ManualClock) -> None:
+    from flux._flux import hit_many
+
+    per_second = limiter(2, 1, clock=clock)
+    per_hour = limiter(1000, HOUR, clock=clock)
+    outcomes = [hit_many([(per_second, "k", 1), (per_hour, "k", 1)]) for _ in range(5)]
+    assert [all(r.allowed for r in o) for o in outcomes] == [True, True, False, False, False]
+    assert per_hour.peek("k").remaining == 998
+    with pytest.raises(ValueError, match="cost 3"):
+        hit_many([(per_second, "k", 1), (limiter(2, 1), "k", 3)])

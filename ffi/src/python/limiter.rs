@@ -145,3 +145,15 @@ impl Limiter {
             .prefix(prefix)
     }
 }
+
+/// Hits several limits at once, atomically: every limit passes and all are consumed, or none
+/// is. `items` are `(limiter, key, cost)`; the results come back in order, and the batch passed
+/// iff every result is allowed (a limit that would have passed in a denied batch reports
+/// `allowed=True` with nothing taken from it).
+#[pyfunction]
+pub fn hit_many(items: Vec<(PyRef<'_, Limiter>, String, u64)>) -> PyResult<Vec<RateLimitResult>> {
+    let batch: Vec<(&flux_core::Limiter, &str, u64)> =
+        items.iter().map(|(limiter, key, cost)| (limiter.inner.as_ref(), key.as_str(), *cost)).collect();
+    let decisions = flux_core::hit_many(&batch).map_err(to_py)?;
+    Ok(decisions.into_iter().map(RateLimitResult::from_decision).collect())
+}

@@ -16,5 +16,6 @@ fn _flux(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limiter::Limiter>()?;
     m.add_class::<result::RateLimitResult>()?;
     m.add_class::<clock::ManualClock>()?;
+    m.add_function(wrap_pyfunction!(limiter::hit_many, m)?)?;
     Ok(())
 }
