@@ -2,9 +2,14 @@
 
 from typing import Final, final
 
+from typing_extensions import disjoint_base
+
+__all__ = ["ALGORITHMS", "Limiter", "ManualClock", "RateLimitResult", "__version__", "hit_many"]
+
 __version__: Final[str]
 ALGORITHMS: Final[list[str]]
 
+@disjoint_base
 class RateLimitResult:
     """The outcome of one hit (or peek). Times are float seconds."""
 
@@ -30,7 +35,7 @@ class RateLimitResult:
     ) -> RateLimitResult: ...
     def to_headers(self) -> dict[str, str]: ...
     def __bool__(self) -> bool: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
 
 @final
 class ManualClock:
@@ -41,6 +46,7 @@ class ManualClock:
     def set(self, seconds: float) -> None: ...
     def now(self) -> float: ...
 
+@disjoint_base
 class Limiter:
     """One rate limit on the embedded store."""
 

@@ -30,7 +30,13 @@ from flux.headers import (
 )
 from flux.limiter import RateLimiter
 
-SHOWN_HEADERS = (X_RATELIMIT_LIMIT, X_RATELIMIT_REMAINING, X_RATELIMIT_RESET, RETRY_AFTER, RATELIMIT)
+SHOWN_HEADERS = (
+    X_RATELIMIT_LIMIT,
+    X_RATELIMIT_REMAINING,
+    X_RATELIMIT_RESET,
+    RETRY_AFTER,
+    RATELIMIT,
+)
 LIMIT_NAME = "demo"
 
 
@@ -45,11 +51,14 @@ def _handler_for(limiter: RateLimiter) -> type[BaseHTTPRequestHandler]:
                 status, body = 200, {"message": "hello"}
             else:
                 wait = retry_after_seconds(result.retry_after)
-                status, body = 429, {
-                    "error": "Too Many Requests",
-                    "retry_after": wait,
-                    "detail": f"Rate limit exceeded. Try again in {wait} seconds.",
-                }
+                status, body = (
+                    429,
+                    {
+                        "error": "Too Many Requests",
+                        "retry_after": wait,
+                        "detail": f"Rate limit exceeded. Try again in {wait} seconds.",
+                    },
+                )
             payload = json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

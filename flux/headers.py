@@ -112,7 +112,8 @@ def build_headers(
         X_RATELIMIT_REMAINING: str(max(0, result.remaining)),
         X_RATELIMIT_RESET: str(ceil_seconds(result.reset_after)),
         RATELIMIT_POLICY: ", ".join(
-            f"{_sf_string(a.name)};q={a.result.limit};w={max(1, ceil_seconds(a.window))}" for a in applied
+            f"{_sf_string(a.name)};q={a.result.limit};w={max(1, ceil_seconds(a.window))}"
+            for a in applied
         ),
         RATELIMIT: ", ".join(
             f"{_sf_string(a.name)};r={max(0, a.result.remaining)};"

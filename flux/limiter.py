@@ -56,7 +56,7 @@ class RateLimiter(_flux.Limiter):
         if config.storage != STORAGE_MEMORY:
             raise ConfigError(
                 f"storage {config.storage!r} is not available in this build; "
-                "use storage = \"memory\"",
+                'use storage = "memory"',
                 path=config.path,
                 key="flux.storage",
             )
@@ -119,6 +119,4 @@ def create_limiter(
     config: FluxConfig | None = None,
 ) -> RateLimiter:
     """A :class:`RateLimiter` from the preset ``name`` (or ``[rate_limit]``), with overrides."""
-    return RateLimiter(
-        requests, period, burst=burst, policy=policy, config=config, name=name
-    )
+    return RateLimiter(requests, period, burst=burst, policy=policy, config=config, name=name)

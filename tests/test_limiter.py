@@ -138,7 +138,7 @@ def test_cost_outside_capacity_is_an_error_not_a_denial(clock: ManualClock) -> N
 def test_defaults_come_from_config_and_presets(tmp_path) -> None:
     path = tmp_path / "flux.toml"
     path.write_text(
-        '[rate_limit]\nrequests = 7\nperiod = 30\n\n'
+        "[rate_limit]\nrequests = 7\nperiod = 30\n\n"
         '[rate_limits.api]\nrequests = 10\nperiod = 1\nburst = 20\npolicy = "token_bucket"\n'
     )
     config = load_config(path)
