@@ -50,7 +50,10 @@ impl Default for SystemClock {
 impl Clock for SystemClock {
     #[inline]
     fn now(&self) -> Nanos {
-        self.origin_epoch + self.monotonic.delta_as_nanos(self.origin, self.monotonic.raw())
+        self.origin_epoch
+            + self
+                .monotonic
+                .delta_as_nanos(self.origin, self.monotonic.raw())
     }
 }
 

@@ -149,6 +149,13 @@ impl LimiterBuilder {
         })
     }
 
+    /// Builds the limiter on the Redis store `store`: its state lives in Redis under
+    /// `{key_prefix}{prefix}{<identity>}:<algorithm>`.
+    #[cfg(feature = "redis")]
+    pub fn build_redis(self, store: &crate::store::redis::RedisStore) -> Result<Limiter> {
+        self.build_with(|quota, kind, prefix| Ok(Box::new(store.limit(quota, kind, prefix)?)))
+    }
+
     /// Builds the limiter on a store made by `make_store` (e.g. the Redis store).
     pub fn build_with(
         self,

@@ -170,7 +170,11 @@ fn any_size_from_one_per_day_to_a_million_per_second() {
         assert!(daily.hit("k", 1).unwrap().allowed);
         let denied = daily.hit("k", 1).unwrap();
         // The weighted window can take up to two periods to forget a full window.
-        let periods = if kind == AlgorithmKind::SlidingWindow { 2 } else { 1 };
+        let periods = if kind == AlgorithmKind::SlidingWindow {
+            2
+        } else {
+            1
+        };
         assert!(
             !denied.allowed && denied.retry_after <= periods * 86_400 * NANOS_PER_SEC,
             "{kind}"

@@ -56,7 +56,11 @@ fn the_same_limit_twice_in_one_batch_counts_twice() {
     assert!(d[0].allowed && d[1].allowed && d[1].remaining == 0);
     let d = hit_many(&[(&lim, "k", 1), (&lim, "other", 1)]).unwrap();
     assert!(!d[0].allowed && d[1].allowed);
-    assert_eq!(lim.peek("other").unwrap().remaining, 3, "denied batch took nothing");
+    assert_eq!(
+        lim.peek("other").unwrap().remaining,
+        3,
+        "denied batch took nothing"
+    );
 }
 
 #[test]

@@ -65,12 +65,15 @@ struct Shard<S> {
 #[repr(align(128))]
 struct Padded<T>(T);
 
+/// A shard behind its lock, on its own cache line.
+type LockedShard<S> = Padded<Mutex<Shard<S>>>;
+
 /// The embedded store for one limit whose algorithm is `A`.
 pub struct MemoryStore<A: Algorithm> {
     algorithm: A,
     clock: Arc<dyn Clock>,
     seed: ahash::RandomState,
-    shards: Box<[Padded<Mutex<Shard<A::State>>>]>,
+    shards: Box<[LockedShard<A::State>]>,
     shard_shift: u32,
     /// Largest number of keys one shard keeps (`usize::MAX` when unbounded).
     shard_capacity: usize,
@@ -129,7 +132,10 @@ impl<A: Algorithm> MemoryStore<A> {
     fn shard_index(&self, key: &str) -> (usize, u64) {
         let hash = self.seed.hash_one(key);
         // `checked_shr` because a single shard means a shift of 64.
-        (hash.checked_shr(self.shard_shift).unwrap_or(0) as usize, hash)
+        (
+            hash.checked_shr(self.shard_shift).unwrap_or(0) as usize,
+            hash,
+        )
     }
 }
 
@@ -241,7 +247,12 @@ impl<A: Algorithm> LockableStore for MemoryStore<A> {
     fn lock_shard(&self, index: usize) -> Box<dyn ShardLock + '_> {
         let shard = self.shards[index].0.lock();
         let now = self.clock.now();
-        Box::new(MemoryShardLock { store: self, shard, now, scratch: Vec::new() })
+        Box::new(MemoryShardLock {
+            store: self,
+            shard,
+            now,
+            scratch: Vec::new(),
+        })
     }
 }
 
@@ -259,7 +270,12 @@ impl<A: Algorithm> ShardLock for MemoryShardLock<'_, A> {
         let position = self.scratch.iter().position(|(h, _)| *h == hash);
         let mut state = match position {
             Some(i) => self.scratch[i].1.clone(),
-            None => self.shard.table.get(&hash).map(|e| e.state.clone()).unwrap_or_default(),
+            None => self
+                .shard
+                .table
+                .get(&hash)
+                .map(|e| e.state.clone())
+                .unwrap_or_default(),
         };
         let decision = self.store.algorithm.hit(&mut state, self.now, cost);
         if decision.allowed {
@@ -275,7 +291,11 @@ impl<A: Algorithm> ShardLock for MemoryShardLock<'_, A> {
         let fresh = A::State::default();
         let state = self.shard.table.get(&hash).map_or(&fresh, |e| &e.state);
         let seen = self.store.algorithm.peek(state, self.now);
-        Decision { allowed: true, retry_after: 0, ..seen }
+        Decision {
+            allowed: true,
+            retry_after: 0,
+            ..seen
+        }
     }
 
     fn commit(&mut self) {
@@ -283,12 +303,22 @@ impl<A: Algorithm> ShardLock for MemoryShardLock<'_, A> {
         for (hash, state) in std::mem::take(&mut self.scratch) {
             let tick = self.shard.next_tick();
             if let Some(entry) = self.shard.table.get_mut(&hash) {
-                *entry = Entry { state, touched: tick };
+                *entry = Entry {
+                    state,
+                    touched: tick,
+                };
                 continue;
             }
             let algorithm = &self.store.algorithm;
-            self.shard.make_room(self.store.shard_capacity, |s| algorithm.is_idle(s, now));
-            self.shard.table.insert(hash, Entry { state, touched: tick });
+            self.shard
+                .make_room(self.store.shard_capacity, |s| algorithm.is_idle(s, now));
+            self.shard.table.insert(
+                hash,
+                Entry {
+                    state,
+                    touched: tick,
+                },
+            );
         }
     }
 }

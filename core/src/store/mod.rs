@@ -2,10 +2,13 @@
 //! the limit's algorithm to it atomically.
 //!
 //! - [`memory::MemoryStore`]: the embedded store, the default; nothing else needs to run.
-//! - `redis` (later): state in Redis, shared by every process and language that links the core.
+//! - [`redis::RedisStore`] (feature `redis`): state in Redis, shared by every process and
+//!   language that links the core.
 
 pub mod memory;
 pub mod multi;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use crate::{Decision, Result};
 

@@ -1,0 +1,303 @@
+//! The Lua scripts against the Rust algorithms: the shared vectors in tests/vectors/ replayed
+//! through every one-limit script and through the multi-limit script (explicit `now`), and a
+//! differential run of random sequences against the embedded store.
+//!
+//! Needs `redis-server` (started here, on a free loopback port).
+
+#![cfg(feature = "redis")]
+
+mod support;
+
+use flux_core::store::redis::{RedisConfig, RedisLimit, RedisStore};
+use flux_core::{AlgorithmKind, Decision, Limiter, ManualClock, Quota};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use support::RedisServer;
+
+#[derive(Deserialize)]
+struct Vector {
+    description: String,
+    algorithm: String,
+    quota: VectorQuota,
+    steps: Vec<Step>,
+}
+
+#[derive(Deserialize)]
+struct VectorQuota {
+    requests: u64,
+    period_us: u64,
+    burst: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct Step {
+    now_us: u64,
+    #[serde(default = "default_op")]
+    op: String,
+    #[serde(default = "default_key")]
+    key: String,
+    #[serde(default = "default_cost")]
+    cost: u64,
+    expect: Option<Expect>,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+struct Expect {
+    allowed: bool,
+    limit: u64,
+    remaining: u64,
+    reset_after_us: u64,
+    retry_after_us: u64,
+}
+
+impl From<Decision> for Expect {
+    fn from(d: Decision) -> Self {
+        Expect {
+            allowed: d.allowed,
+            limit: d.limit,
+            remaining: d.remaining,
+            reset_after_us: d.reset_after.div_ceil(1_000),
+            retry_after_us: d.retry_after.div_ceil(1_000),
+        }
+    }
+}
+
+fn default_op() -> String {
+    "hit".into()
+}
+fn default_key() -> String {
+    "k".into()
+}
+fn default_cost() -> u64 {
+    1
+}
+
+fn vectors() -> Vec<(PathBuf, Vector)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("tests/vectors exists")
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let vector = serde_json::from_str(&std::fs::read_to_string(&file).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            (file, vector)
+        })
+        .collect()
+}
+
+fn store(server: &RedisServer) -> RedisStore {
+    RedisStore::connect(RedisConfig {
+        fail_silently: false,
+        timeout_ms: 2_000,
+        ..RedisConfig::from_url(server.url())
+    })
+    .unwrap()
+}
+
+fn limiter(store: &RedisStore, quota: Quota, kind: AlgorithmKind, prefix: &str) -> Limiter {
+    Limiter::builder(quota)
+        .algorithm(kind)
+        .prefix(prefix)
+        .build_redis(store)
+        .unwrap()
+}
+
+#[test]
+fn every_vector_replays_exactly_through_the_one_limit_scripts() {
+    let server = RedisServer::start();
+    let store = store(&server);
+    let all = vectors();
+    assert!(!all.is_empty(), "no vectors in tests/vectors");
+    let mut seen = std::collections::HashSet::new();
+    for (n, (file, vector)) in all.iter().enumerate() {
+        let kind: AlgorithmKind = vector.algorithm.parse().unwrap();
+        seen.insert(kind);
+        let quota = Quota::new(
+            vector.quota.requests,
+            vector.quota.period_us * 1_000,
+            vector.quota.burst,
+        )
+        .unwrap();
+        let limiter = limiter(&store, quota, kind, &format!("vector{n}:"));
+        let limit: RedisLimit = store.limit_of(&limiter).unwrap();
+        for (i, step) in vector.steps.iter().enumerate() {
+            let decision = match step.op.as_str() {
+                "hit" => limit.hit_at(&step.key, step.cost, step.now_us).unwrap(),
+                "peek" => limit.peek_at(&step.key, step.now_us).unwrap(),
+                "reset" => {
+                    limiter.reset(&step.key).unwrap();
+                    continue;
+                }
+                other => panic!("{}: unknown op {other}", file.display()),
+            };
+            assert_eq!(
+                Some(&Expect::from(decision)),
+                step.expect.as_ref(),
+                "{} ({}), step {i}",
+                file.display(),
+                vector.description
+            );
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        AlgorithmKind::ALL.len(),
+        "a vector per algorithm"
+    );
+}
+
+#[test]
+fn every_vector_replays_exactly_through_the_multi_limit_script() {
+    let server = RedisServer::start();
+    let store = store(&server);
+    for (n, (file, vector)) in vectors().iter().enumerate() {
+        let kind: AlgorithmKind = vector.algorithm.parse().unwrap();
+        let quota = Quota::new(
+            vector.quota.requests,
+            vector.quota.period_us * 1_000,
+            vector.quota.burst,
+        )
+        .unwrap();
+        let limiter = limiter(&store, quota, kind, &format!("multi{n}:"));
+        let limit = store.limit_of(&limiter).unwrap();
+        for (i, step) in vector.steps.iter().enumerate() {
+            let decision = match step.op.as_str() {
+                "hit" => {
+                    let outcome = store
+                        .hit_many_at(&[(&limiter, &step.key, step.cost)], step.now_us)
+                        .unwrap();
+                    assert_eq!(outcome.allowed, outcome.decisions[0].allowed);
+                    outcome.decisions[0]
+                }
+                "peek" => limit.peek_at(&step.key, step.now_us).unwrap(),
+                _ => {
+                    limiter.reset(&step.key).unwrap();
+                    continue;
+                }
+            };
+            assert_eq!(
+                Some(&Expect::from(decision)),
+                step.expect.as_ref(),
+                "{} ({}), step {i}",
+                file.display(),
+                vector.description
+            );
+        }
+    }
+}
+
+/// xorshift64*: a small deterministic generator (the differential run must be reproducible).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Random quotas (with T/N a whole number of µs) and random sequences of hits, peeks and
+/// resets at random times: the scripts must give exactly the embedded store's decisions,
+/// (compared in whole µs, rounded up), including at today's epoch and with products beyond 2^53 (sliding window over a year).
+#[test]
+fn random_sequences_match_the_embedded_store_for_every_algorithm() {
+    let server = RedisServer::start();
+    let store = store(&server);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let intervals_us = [1, 7, 1_000, 50_000, 1_000_000, 86_400_000_000];
+    let mut case = 0;
+    for kind in AlgorithmKind::ALL {
+        let (mut allowed, mut denied) = (0, 0);
+        for _ in 0..16 {
+            case += 1;
+            let requests = 1 + rng.below(if kind == AlgorithmKind::SlidingLog {
+                12
+            } else {
+                40
+            });
+            let interval = intervals_us[rng.below(intervals_us.len() as u64) as usize];
+            let mut period_us = requests * interval;
+            if period_us * 1_000 > flux_core::quota::MAX_PERIOD {
+                period_us = flux_core::quota::MAX_PERIOD / 1_000 / requests * requests;
+            }
+            let burst = match rng.below(3) {
+                0 => None,
+                _ => Some(1 + rng.below(2 * requests + 3)),
+            };
+            let quota = Quota::new(requests, period_us * 1_000, burst).unwrap();
+            let clock = Arc::new(ManualClock::new(0));
+            let memory = Limiter::builder(quota)
+                .algorithm(kind)
+                .clock(clock.clone())
+                .build_memory()
+                .unwrap();
+            let redis = limiter(&store, quota, kind, &format!("diff{case}:"));
+            let limit = store.limit_of(&redis).unwrap();
+            let step_us = (period_us / requests).max(1);
+            let mut now: u64 = if rng.below(2) == 0 {
+                1_760_000_000_000_000 + rng.below(1_000_000)
+            } else {
+                rng.below(10_000_000)
+            };
+            for i in 0..90 {
+                now += match rng.below(10) {
+                    0..=3 => 0,
+                    4 => rng.below(4),
+                    5 => rng.below(step_us / 2 + 1),
+                    6 => rng.below(step_us + 1),
+                    7 => step_us * rng.below(3),
+                    8 => rng.below(period_us + 1),
+                    _ => period_us * rng.below(3) + rng.below(step_us + 1),
+                };
+                clock.set(now * 1_000);
+                let key = if rng.below(5) == 0 { "b" } else { "a" };
+                let capacity = memory.limit();
+                let cost = if rng.below(4) == 0 {
+                    1 + rng.below(capacity)
+                } else {
+                    1
+                };
+                let (expected, got) = match rng.below(20) {
+                    0 => {
+                        memory.reset(key).unwrap();
+                        redis.reset(key).unwrap();
+                        continue;
+                    }
+                    1..=3 => (memory.peek(key).unwrap(), limit.peek_at(key, now).unwrap()),
+                    _ => (
+                        memory.hit(key, cost).unwrap(),
+                        limit.hit_at(key, cost, now).unwrap(),
+                    ),
+                };
+                if expected.allowed {
+                    allowed += 1;
+                } else {
+                    denied += 1;
+                }
+                // In µs, rounded up: a retry time that is not a whole µs in the embedded store
+                // (sliding window) is the next whole µs in Redis.
+                assert_eq!(
+                    Expect::from(got),
+                    Expect::from(expected),
+                    "{kind} quota {quota:?} step {i} at {now} µs, key {key}, cost {cost}"
+                );
+            }
+        }
+        eprintln!("{kind}: {allowed} allowed, {denied} denied");
+        assert!(
+            allowed > 100 && denied > 100,
+            "{kind}: the run must exercise both answers ({allowed} allowed, {denied} denied)"
+        );
+    }
+}
