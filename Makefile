@@ -59,7 +59,7 @@ test-c: redis-server  ## C and C++ programs against libflux (sanitizers, valgrin
 header:  ## Regenerate include/flux.h with the pinned cbindgen
 	@command -v cbindgen >/dev/null && cbindgen --version | grep -q $(CBINDGEN_VERSION) || \
 		$(CARGO) install --locked --quiet cbindgen --version $(CBINDGEN_VERSION)
-	cbindgen --config ffi/cbindgen.toml --crate flux-ffi --output include/flux.h ffi
+	cbindgen --quiet --config ffi/cbindgen.toml --crate flux-ffi --output include/flux.h ffi
 
 .PHONY: header-check
 header-check: header  ## Fail if include/flux.h is not what the code generates

@@ -6,5 +6,6 @@
 #[cfg(feature = "capi")]
 pub mod c;
 
+/// cbindgen:ignore
 #[cfg(feature = "python")]
 mod python;
