@@ -35,10 +35,15 @@ demo: build-dev  ## Build flux and run its demo on the embedded store
 	$(PY) -m flux demo
 
 .PHONY: redis-server
-redis-server:  ## Install redis-server from Debian's packages when missing
-	@command -v redis-server >/dev/null || { \
-		echo "installing redis-server with apt-get"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+redis-server:  ## Install redis-server (and chromium, tmux for the dashboard tests) when missing
+	@missing=""; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v tmux >/dev/null || missing="$$missing tmux"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing with apt-get"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 .PHONY: test
 test: test-rust test-python test-c header-check  ## Run everything CI runs

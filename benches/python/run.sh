@@ -94,4 +94,6 @@ bench bench_memory.py
 echo
 bench bench_memory_per_key.py
 echo
+bench bench_analytics.py
+echo
 echo "Python benchmarks took $((SECONDS - started)) s in all"

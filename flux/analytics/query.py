@@ -1,0 +1,73 @@
+"""Read-only statistics per limit and per identity, from Python (what ``/stats`` serves)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flux.analytics.aggregate import Aggregate, Snapshot, snapshot_to_json
+from flux.analytics.recorder import _LiveSource, current
+from flux.analytics.server import Source
+from flux.analytics.sinks import MemorySink, RedisReader, redis_client
+from flux.config import STORAGE_REDIS, FluxConfig, get_config
+
+__all__ = ["snapshot", "stats"]
+
+
+class _Empty:
+    """No analytics in this process and no Redis to read: nothing recorded."""
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(source="memory", aggregate=Aggregate(), workers=0)
+
+    def blocked_count(self, identity: str, limit: str | None = None) -> dict[str, float]:
+        return {}
+
+
+def _source(config: FluxConfig | None) -> tuple[Source, Any]:
+    """The source to read, and a client to close afterwards (or None)."""
+    recorder = current()
+    if config is None and recorder is not None:
+        return _LiveSource(recorder), None
+    config = config if config is not None else get_config()
+    if config.storage == STORAGE_REDIS:
+        client = redis_client(config.redis.connection_url(), cluster=bool(config.redis.cluster))
+        return RedisReader(client, config.analytics.stream), client
+    if recorder is not None and isinstance(recorder.sink, MemorySink):
+        return _LiveSource(recorder), None
+    return _Empty(), None
+
+
+def snapshot(config: FluxConfig | None = None) -> Snapshot:
+    """Everything recorded so far: this process's recorder (its pending events flushed first),
+    or, with ``config`` naming a Redis store, the totals of every worker sharing it."""
+    source, client = _source(config)
+    try:
+        return source.snapshot()
+    finally:
+        if client is not None:
+            client.close()
+
+
+def stats(
+    limit: str | None = None, *, identity: str | None = None, config: FluxConfig | None = None
+) -> dict[str, Any]:
+    """Statistics as a dict (the ``/metrics.json`` document, see
+    :func:`~flux.analytics.aggregate.snapshot_to_json`), for one ``limit`` or all of them.
+
+    ``identity`` adds ``"identity": {"identity", "blocked", "by_limit"}``: how often that
+    identity was blocked, per limit (give it as the limit saw it: a digest when ``hash_keys``).
+    """
+    source, client = _source(config)
+    try:
+        document = snapshot_to_json(source.snapshot(), limit=limit)
+        if identity is not None:
+            by_limit = source.blocked_count(identity, limit)
+            document["identity"] = {
+                "identity": identity,
+                "blocked": sum(by_limit.values()),
+                "by_limit": by_limit,
+            }
+        return document
+    finally:
+        if client is not None:
+            client.close()
