@@ -19,7 +19,7 @@ help:  ## List the targets
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install 'maturin>=1.5,<2' 'pytest>=8' pytest-timeout hypothesis ruff mypy \
-		'django>=4.2' djangorestframework 'fastapi>=0.100' 'starlette>=0.27' httpx 'flask>=2.3' uvicorn gunicorn waitress \
+		'django>=4.2' djangorestframework 'fastapi>=0.100' 'starlette>=0.27' httpx httpx2 'flask>=2.3' uvicorn gunicorn waitress \
 		redis rich prometheus-client
 	touch $@
 

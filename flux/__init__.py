@@ -16,6 +16,7 @@ from flux.config import (
     load_config,
     reload_config,
 )
+from flux.decorators import RateLimit, rate_limit
 from flux.exceptions import ConfigError, ConnectionError, FluxError, RateLimitExceeded
 from flux.limiter import ManualClock, RateLimiter, RateLimitResult, create_limiter
 
@@ -25,6 +26,7 @@ __all__ = [
     "FluxConfig",
     "FluxError",
     "ManualClock",
+    "RateLimit",
     "RateLimitExceeded",
     "RateLimitPolicy",
     "RateLimitResult",
@@ -33,5 +35,6 @@ __all__ = [
     "create_limiter",
     "get_config",
     "load_config",
+    "rate_limit",
     "reload_config",
 ]

@@ -1,0 +1,351 @@
+"""``rate_limit``: one decorator for Django, DRF, FastAPI, Starlette, Flask and plain functions.
+
+The wrapper finds the request among the call's arguments (or Flask's request context), picks
+the integration from the request's type, counts the hit, and answers a denied call with the
+framework's own JSON 429 (plain functions raise :class:`~flux.RateLimitExceeded`). Allowed
+responses get the informational headers (``[flux] headers_on_success``).
+
+Everything that can be settled is settled at decoration time: the configuration is read
+(:func:`flux.get_config`), the :class:`~flux.RateLimiter` is built, a preset name is looked
+up (an unknown one is a ConfigError there, not at the first request), and the key spec is
+checked. Per call, the wrapper only resolves the identity and makes one hit.
+
+Stacked ``rate_limit`` decorators collapse into one wrapper whose limits are checked together,
+all or nothing: when one denies, the others are not consumed. Put them next to each other (a
+different decorator in between splits them into separately checked groups).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, overload
+
+from flux.config import FluxConfig, RateLimitPolicy, get_config
+from flux.identity import Identifier, KeySpec
+from flux.integrations import find_request
+from flux.integrations._limits import (
+    Check,
+    Cost,
+    Limit,
+    Rule,
+    aevaluate,
+    check_cost,
+    check_methods,
+    evaluate,
+    shared_limit,
+)
+from flux.limiter import RateLimiter
+
+__all__ = ["RateLimit", "limits_of", "rate_limit"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class RateLimit:
+    """One declared limit, applied by calling it on a function (what ``rate_limit`` returns).
+
+    ``limiter`` is the :class:`~flux.RateLimiter` every decorated call counts against.
+    """
+
+    name: str | None
+    limit: Limit
+    identify: Identifier
+    cost: Cost
+    methods: frozenset[str] | None
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        requests: int | None = None,
+        period: float | None = None,
+        burst: int | None = None,
+        policy: RateLimitPolicy | str | None = None,
+        key: KeySpec = None,
+        cost: Cost = 1,
+        methods: Iterable[str] | str | None = None,
+        config: FluxConfig | None = None,
+        ipv6_prefix: int | None = None,
+    ) -> None:
+        """Build the limiter and check every argument now (see :func:`rate_limit`)."""
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name must be a preset name (str) or None, got {name!r}")
+        config = config if config is not None else get_config()
+        self.name = name
+        if name is not None:
+            self.limit = shared_limit(
+                name, requests=requests, period=period, burst=burst, policy=policy, config=config
+            )
+        else:
+            self.limit = Limit(
+                requests=requests, period=period, burst=burst, policy=policy, config=config
+            )
+        self.identify = Identifier(key, config=config, ipv6_prefix=ipv6_prefix)
+        self.cost = check_cost(cost)
+        self.methods = check_methods(methods)
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The limiter this declaration counts against."""
+        return self.limit.limiter
+
+    def __call__(self, func: F) -> F:
+        """Decorate ``func`` (merging with ``rate_limit`` decorators already on it)."""
+        if inspect.isclass(func):
+            raise TypeError(
+                "rate_limit decorates functions and methods; for a class-based view decorate "
+                "its dispatch/get method, or use django's method_decorator"
+            )
+        declared: tuple[RateLimit, ...] = (self,)
+        target: Callable[..., Any] = func
+        inner = _group_of(func)
+        if inner is not None:
+            target, below = inner
+            declared = (self, *below)
+        return _wrap(target, declared)  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"rate_limit({self.limiter!r}, key={self.identify.spec!r})"
+
+
+@overload
+def rate_limit(name: F) -> F: ...
+
+
+@overload
+def rate_limit(
+    name: str | None = None,
+    *,
+    requests: int | None = None,
+    period: float | None = None,
+    burst: int | None = None,
+    policy: RateLimitPolicy | str | None = None,
+    key: KeySpec = None,
+    cost: Cost = 1,
+    methods: Iterable[str] | str | None = None,
+    config: FluxConfig | None = None,
+    ipv6_prefix: int | None = None,
+) -> RateLimit: ...
+
+
+def rate_limit(
+    name: Any = None,
+    *,
+    requests: int | None = None,
+    period: float | None = None,
+    burst: int | None = None,
+    policy: RateLimitPolicy | str | None = None,
+    key: KeySpec = None,
+    cost: Cost = 1,
+    methods: Iterable[str] | str | None = None,
+    config: FluxConfig | None = None,
+    ipv6_prefix: int | None = None,
+) -> Any:
+    """Rate-limit a view, endpoint or function.
+
+    - ``name``: a preset ``[rate_limits.<name>]`` of flux.toml; the explicit ``requests``,
+      ``period``, ``burst`` and ``policy`` override it. Without a name, unset values come from
+      ``[rate_limit]``. Views decorated with the same name share one bucket.
+    - ``key``: ``None``/``"ip"`` (client IP), ``"user"``, ``"header:<Name>"``, a callable
+      taking the request, or a constant string (see :mod:`flux.identity`).
+    - ``cost``: hits per call (an int, or a callable taking the request).
+    - ``methods``: only these HTTP methods are limited (default: all).
+    - ``config``: default :func:`flux.get_config`, read now. ``ipv6_prefix``: count IPv6
+      clients per ``/prefix`` network (e.g. 64).
+
+    The bucket key is ``"{name or module.qualname}:{identity}"``. Also usable bare:
+    ``@rate_limit`` applies ``[rate_limit]``.
+    """
+    if callable(name):  # bare @rate_limit
+        return RateLimit()(name)
+    return RateLimit(
+        name,
+        requests=requests,
+        period=period,
+        burst=burst,
+        policy=policy,
+        key=key,
+        cost=cost,
+        methods=methods,
+        config=config,
+        ipv6_prefix=ipv6_prefix,
+    )
+
+
+# wrapper -> (original function, its declared limits). Kept outside the wrapper's __dict__:
+# functools.update_wrapper (django's method_decorator among others) copies __dict__ onto other
+# functions, which must not inherit a group.
+_groups: weakref.WeakKeyDictionary[
+    Callable[..., Any], tuple[Callable[..., Any], tuple[RateLimit, ...]]
+] = weakref.WeakKeyDictionary()
+
+
+def _group_of(func: Any) -> tuple[Callable[..., Any], tuple[RateLimit, ...]] | None:
+    try:
+        return _groups.get(func)
+    except TypeError:  # not weak-referenceable, so not one of our wrappers
+        return None
+
+
+def limits_of(func: Callable[..., Any]) -> tuple[RateLimit, ...]:
+    """The limits a ``rate_limit``-decorated function applies, outermost first (or ``()``)."""
+    group = _group_of(func)
+    return group[1] if group is not None else ()
+
+
+def _qualified_name(func: Callable[..., Any]) -> tuple[str, str]:
+    """``(module.qualname, label)`` of the view; the class a method runs on, if known."""
+    target = func
+    while isinstance(target, functools.partial):
+        target = target.func
+    if inspect.ismethod(target):
+        # django's method_decorator hands over partial(bound method): name the view's class,
+        # not the base class that defines the method (View.dispatch is everybody's).
+        owner = target.__self__ if inspect.isclass(target.__self__) else type(target.__self__)
+        method = f"{owner.__qualname__}.{target.__name__}"
+        return f"{owner.__module__}.{method}", method
+    named = func if getattr(func, "__qualname__", None) else target
+    qualname: str = (
+        getattr(named, "__qualname__", None)
+        or getattr(named, "__name__", None)
+        or type(named).__name__
+    )
+    module = getattr(named, "__module__", None)
+    # The label (in headers) drops factory scopes: "create_app.<locals>.view" -> "view".
+    return (f"{module}.{qualname}" if module else qualname), qualname.rpartition("<locals>.")[2]
+
+
+def _rules(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> list[Rule]:
+    """One rule per declared limit; unnamed limits of one function get distinct buckets."""
+    full, short = _qualified_name(func)
+    unnamed = sum(1 for d in declared if d.name is None)
+    rules, seen = [], set()
+    for declaration in declared:
+        if declaration.name is not None:
+            bucket = label = declaration.name
+        else:
+            suffix = f"[{declaration.limit.describe()}]" if unnamed > 1 else ""
+            while full + suffix in seen:  # identical quotas twice: still two buckets
+                suffix += "'"
+            bucket, label = full + suffix, short + suffix
+        seen.add(bucket)
+        rules.append(
+            Rule(
+                declaration.limit,
+                bucket=bucket,
+                label=label,
+                identify=declaration.identify,
+                cost=declaration.cost,
+                methods=declaration.methods,
+            )
+        )
+    return rules
+
+
+class _Params:
+    """Where FastAPI injects the request and sub-response, when the wrapper asked it to."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.signature: inspect.Signature | None = None
+        self.request: str | None = None
+        self.response: str | None = None
+        self.own_request = self.own_response = False
+        # Only FastAPI reads endpoint signatures; never import it just to look.
+        if "fastapi" not in sys.modules or _has_var_positional(func):
+            return
+        from flux.integrations import fastapi
+
+        self.signature, self.request, self.response = fastapi.endpoint_signature(func)
+        self.own_request = self.request == fastapi.REQUEST_PARAM
+        self.own_response = self.response == fastapi.RESPONSE_PARAM
+
+    def take(self, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+        """Remove what only the wrapper needs from ``kwargs``; (request, sub-response)."""
+        request = kwargs.pop(self.request, None) if self.own_request and self.request else None
+        if self.own_response and self.response:
+            return request, kwargs.pop(self.response, None)
+        return request, kwargs.get(self.response) if self.response else None
+
+
+def _has_var_positional(func: Callable[..., Any]) -> bool:
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_POSITIONAL for p in params)
+
+
+def _locate(params: _Params, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    injected, sub_response = params.take(kwargs)
+    if injected is not None:
+        from flux.integrations import fastapi
+
+        return fastapi.INTEGRATION, injected, sub_response
+    integration, request = find_request(args, kwargs)
+    return integration, request, sub_response
+
+
+def _finish(check: Check, integration: Any, request: Any, response: Any, sub: Any) -> Any:
+    if check.headers_on_success:
+        return integration.add_headers(request, response, check.headers(), sub)
+    return response
+
+
+def _mark_decorated(check: Check) -> None:
+    # Tell a middleware on this request that the view wrote the headers, its limits included.
+    if check.state is not None:
+        check.state.decorated = True
+
+
+def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable[..., Any]:
+    rules = _rules(func, declared)
+    endpoint = _qualified_name(func)[0]
+    params = _Params(func)
+
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            integration, request, sub = _locate(params, args, kwargs)
+            check = await aevaluate(rules, integration, request, args, kwargs, endpoint)
+            if check is None:
+                return await func(*args, **kwargs)
+            if integration is None:
+                if check.denied:
+                    raise check.exception()
+                return await func(*args, **kwargs)
+            _mark_decorated(check)
+            if check.denied:
+                return check.deny(integration)
+            response = await func(*args, **kwargs)
+            return _finish(check, integration, request, response, sub)
+
+        wrapper: Callable[..., Any] = async_wrapper
+    else:
+
+        @functools.wraps(func)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            integration, request, sub = _locate(params, args, kwargs)
+            check = evaluate(rules, integration, request, args, kwargs, endpoint)
+            if check is None:
+                return func(*args, **kwargs)
+            if integration is None:
+                if check.denied:
+                    raise check.exception()
+                return func(*args, **kwargs)
+            _mark_decorated(check)
+            if check.denied:
+                return check.deny(integration)
+            response = func(*args, **kwargs)
+            return _finish(check, integration, request, response, sub)
+
+        wrapper = sync_wrapper
+
+    if params.signature is not None:
+        wrapper.__signature__ = params.signature  # type: ignore[attr-defined]
+    _groups[wrapper] = (func, declared)
+    return wrapper

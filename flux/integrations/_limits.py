@@ -1,0 +1,433 @@
+"""Declared limits and their evaluation, shared by ``rate_limit`` and the middlewares.
+
+- :class:`Limit`: one quota, its :class:`~flux.RateLimiter` built when it is declared (so a bad
+  preset name fails at decoration time) and kept for every request.
+- :class:`Rule`: a limit plus how a request maps to its bucket (identity, cost, methods).
+- :func:`evaluate`: applies several rules to one request **all or nothing** with one
+  ``hit_many`` call, and returns a :class:`Check` that builds headers, 429s and exceptions.
+
+Tests swap the clock of every declared limit through :func:`use_clock` / :func:`reset_all`
+(used by :mod:`flux.testing`): each limit rebuilds its limiter, empty, the next time it is used.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from time import perf_counter
+from typing import Any, NamedTuple, Union
+
+from flux import _flux
+from flux.config import FluxConfig, RateLimitPolicy, get_config
+from flux.exceptions import RateLimitExceeded
+from flux.headers import RETRY_AFTER, AppliedLimit, build_headers
+from flux.identity import Identifier
+from flux.integrations._common import Integration, RequestState, denied_body
+from flux.integrations._report import report, report_error
+from flux.limiter import ManualClock, RateLimiter, RateLimitResult
+
+__all__ = [
+    "Check",
+    "Limit",
+    "Rule",
+    "evaluate",
+    "hit_all",
+    "reset_all",
+    "shared_limit",
+    "use_clock",
+]
+
+Item = tuple[RateLimiter, str, int]
+Cost = Union[int, Callable[..., int]]
+
+# --- the test hook: a clock for every declared limit, and a generation to rebuild them -------
+_clock: ManualClock | None = None
+_generation = 0
+
+
+def use_clock(clock: ManualClock | None) -> None:
+    """Make every declared limit use ``clock`` (None: the system clock), starting empty."""
+    global _clock
+    _clock = clock
+    reset_all()
+
+
+def reset_all() -> None:
+    """Empty every declared limit: each rebuilds its limiter the next time it is used."""
+    global _generation
+    _generation += 1
+
+
+def current_clock() -> ManualClock | None:
+    """The clock installed by :func:`use_clock`, if any."""
+    return _clock
+
+
+class Limit:
+    """One declared quota and its limiter; ``name`` names its bucket (a preset, usually).
+
+    A name that is not a ``[rate_limits.<name>]`` preset is a ConfigError, unless both
+    ``requests`` and ``period`` are given: then nothing is missing and the name only names
+    the bucket (flux-limiter accepted such names).
+    """
+
+    name: str | None
+    preset: str | None
+    config: FluxConfig
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        requests: int | None = None,
+        period: float | None = None,
+        burst: int | None = None,
+        policy: RateLimitPolicy | str | None = None,
+        config: FluxConfig | None = None,
+    ) -> None:
+        """Resolve the quota against ``config`` (default: :func:`flux.get_config`) now."""
+        self.name = name
+        self.config = config if config is not None else get_config()
+        complete = requests is not None and period is not None
+        self.preset = None if complete and name not in self.config.rate_limits else name
+        self._args = (requests, period, burst, policy)
+        self._lock = threading.Lock()
+        self._generation = _generation
+        self._limiter = self._build()
+
+    def _build(self) -> RateLimiter:
+        requests, period, burst, policy = self._args
+        return RateLimiter(
+            requests,
+            period,
+            burst=burst,
+            policy=policy,
+            config=self.config,
+            name=self.preset,
+            clock=_clock,
+        )
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The limiter; rebuilt (empty) only after a test reset or clock change."""
+        if self._generation != _generation:
+            with self._lock:
+                if self._generation != _generation:
+                    self._limiter = self._build()
+                    self._generation = _generation
+        return self._limiter
+
+    def describe(self) -> str:
+        """``5/10s`` style quota text, to tell apart unnamed limits of one function."""
+        limiter = self._limiter
+        return f"{limiter.requests}/{limiter.period:g}s"
+
+
+_shared: dict[tuple[Any, ...], Limit] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_limit(
+    name: str,
+    *,
+    requests: int | None,
+    period: float | None,
+    burst: int | None,
+    policy: RateLimitPolicy | str | None,
+    config: FluxConfig | None,
+) -> Limit:
+    """The one :class:`Limit` for preset ``name`` with these overrides.
+
+    A named limit is one bucket wherever it is used (as flux-limiter's keys were): every view
+    decorated with ``rate_limit("api")`` shares it. On the embedded store that means sharing
+    the limiter object, since each limiter owns its memory.
+    """
+    config = config if config is not None else get_config()
+    policy_key = str(RateLimitPolicy(policy)) if policy is not None else None
+    # id(config): configs are not hashable, and the Limit keeps its config alive.
+    key = (id(config), name, requests, period, burst, policy_key)
+    with _shared_lock:
+        limit = _shared.get(key)
+        if limit is None:
+            limit = Limit(
+                name, requests=requests, period=period, burst=burst, policy=policy, config=config
+            )
+            _shared[key] = limit
+        return limit
+
+
+def _cost_arity(cost: Callable[..., int]) -> int:
+    try:
+        params = inspect.signature(cost).parameters.values()
+    except (TypeError, ValueError):
+        return 1
+    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def check_cost(cost: Cost) -> Cost:
+    """``cost`` if it is an int >= 1 or a callable; else a clear error at decoration time."""
+    if callable(cost):
+        return cost
+    if isinstance(cost, bool) or not isinstance(cost, int) or cost < 1:
+        raise ValueError(f"cost must be an int >= 1 or a callable, got {cost!r}")
+    return cost
+
+
+def check_methods(methods: Iterable[str] | str | None) -> frozenset[str] | None:
+    """The upper-cased method set (None: every method)."""
+    if methods is None:
+        return None
+    if isinstance(methods, str):
+        methods = [methods]
+    found = frozenset(str(m).upper() for m in methods)
+    if not found:
+        raise ValueError("methods must name at least one HTTP method, or be None")
+    return found
+
+
+class Rule:
+    """A limit applied to requests: bucket name, identity, cost and methods.
+
+    The bucket key is ``"{bucket}:{identity}"``. For a preset the limiter's own key prefix
+    already holds the name, so only the identity is passed to it: either way the stored key
+    is ``{key_prefix}{bucket}:{identity}``.
+    """
+
+    limit: Limit
+    bucket: str
+    label: str
+    identify: Identifier
+    cost: Cost
+    methods: frozenset[str] | None
+
+    def __init__(
+        self,
+        limit: Limit,
+        *,
+        bucket: str,
+        label: str,
+        identify: Identifier,
+        cost: Cost = 1,
+        methods: Iterable[str] | str | None = None,
+    ) -> None:
+        """Describe how ``limit`` applies; ``label`` names it in the IETF headers."""
+        self.limit = limit
+        self.bucket = bucket
+        self.label = label
+        self.identify = identify
+        self.cost = check_cost(cost)
+        self._cost_arity = _cost_arity(cost) if callable(cost) else 0
+        self.methods = check_methods(methods)
+
+    def store_key(self, identity: str) -> str:
+        """The key handed to the limiter for ``identity`` (a preset's prefix has its name)."""
+        return identity if self.limit.preset is not None else f"{self.bucket}:{identity}"
+
+    def cost_for(self, request: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> int:
+        """The cost of this call (a callable cost sees the request, or the call's arguments)."""
+        cost = self.cost
+        if not callable(cost):
+            return cost
+        if self._cost_arity == 0:
+            value = cost()
+        elif request is not None:
+            value = cost(request)
+        else:
+            value = cost(*args, **kwargs)
+        return int(value)
+
+
+# --- evaluation ------------------------------------------------------------------------------
+
+
+def _many(items: list[Item]) -> list[RateLimitResult]:
+    # A store may define its own atomic multi-hit (a Redis-backed RateLimiter: one script);
+    # the embedded store's is flux._flux.hit_many.
+    own = getattr(type(items[0][0]), "hit_many", None)
+    if own is not None:
+        return list(own(items))
+    return _flux.hit_many(list[tuple[_flux.Limiter, str, int]](items))
+
+
+def hit_all(items: list[Item], endpoint: str | None = None) -> list[RateLimitResult]:
+    """One result per ``(limiter, key, cost)``; consumed all together or not at all.
+
+    When the batch is denied, limits that would have passed report ``allowed=True`` with
+    nothing taken from them.
+    """
+    if len(items) == 1:
+        limiter, key, cost = items[0]
+        return [limiter.hit(key, endpoint, cost)]
+    return _many(items)
+
+
+async def ahit_all(items: list[Item], endpoint: str | None = None) -> list[RateLimitResult]:
+    """:func:`hit_all` for async callers: awaits a store's ``ahit``/``ahit_many`` if it has one.
+
+    The embedded store answers in well under a microsecond and is called inline; a networked
+    store (Redis) provides coroutine methods so concurrent requests overlap their round trips.
+    """
+    limiter = items[0][0]
+    if len(items) == 1:
+        ahit = getattr(limiter, "ahit", None)
+        if ahit is not None:
+            _, key, cost = items[0]
+            return [await ahit(key, endpoint, cost)]
+    else:
+        ahit_many = getattr(type(limiter), "ahit_many", None)
+        if ahit_many is not None:
+            return list(await ahit_many(items))
+    return hit_all(items, endpoint)
+
+
+class Check:
+    """The decision for one request under several rules, and the responses it implies."""
+
+    rules: list[Rule]
+    results: list[RateLimitResult]
+    identities: list[str]
+    applied: list[AppliedLimit]
+    denied: bool
+    config: FluxConfig
+
+    def __init__(
+        self,
+        rules: list[Rule],
+        identities: list[str],
+        results: list[RateLimitResult],
+        state: RequestState | None = None,
+    ) -> None:
+        """``state``: what a middleware attached to this request (its limits come first)."""
+        self.rules = rules
+        self.identities = identities
+        self.results = results
+        self.state = state
+        own = [
+            AppliedLimit(rule.label, rule.limit.limiter.period, result)
+            for rule, result in zip(rules, results)
+        ]
+        self.applied = [*state.applied, *own] if state is not None else own
+        self.denied = not all(r.allowed for r in results)
+        self.config = rules[0].limit.config
+
+    @property
+    def jitter_max_ms(self) -> int:
+        """Jitter for ``Retry-After``: ``[flux] jitter_max_ms`` when jitter is enabled."""
+        settings = self.config.flux
+        return settings.jitter_max_ms if settings.jitter_enabled else 0
+
+    @property
+    def headers_on_success(self) -> bool:
+        """Whether allowed responses carry the headers (``[flux] headers_on_success``)."""
+        return self.config.flux.headers_on_success
+
+    def headers(self) -> dict[str, str]:
+        """Every rate-limit header for this request (``Retry-After`` jittered when denied)."""
+        return build_headers(self.applied, jitter_max_ms=self.jitter_max_ms)
+
+    def deny(self, integration: Integration) -> Any:
+        """The framework's 429 response: JSON body and headers telling the same wait."""
+        headers = self.headers()
+        return integration.denied(denied_body(int(headers[RETRY_AFTER])), headers)
+
+    def exception(self) -> RateLimitExceeded:
+        """The error for a plain function call: the denying limit that waits longest."""
+        denied = [
+            (result, f"{rule.bucket}:{identity}")
+            for rule, identity, result in zip(self.rules, self.identities, self.results)
+            if not result.allowed
+        ]
+        result, key = max(denied, key=lambda pair: pair[0].retry_after)
+        return RateLimitExceeded(key, result.retry_after, result=result)
+
+
+class Plan(NamedTuple):
+    """The rules that apply to one call, their ``(limiter, key, cost)`` items and identities."""
+
+    rules: list[Rule]
+    items: list[Item]
+    identities: list[str]
+
+
+def plan(
+    rules: Sequence[Rule],
+    integration: Integration | None,
+    request: Any,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+) -> Plan:
+    """Select the rules for this call (by method) and resolve identities and costs."""
+    method = integration.method(request) if integration is not None else None
+    chosen = Plan([], [], [])
+    # Limits with the same key spec share one identity: resolve it once.
+    resolved: dict[int, str] = {}
+    for rule in rules:
+        if rule.methods is not None and method is not None and method not in rule.methods:
+            continue
+        identity = resolved.get(id(rule.identify))
+        if identity is None:
+            identity = rule.identify(integration, request, args, kwargs)
+            resolved[id(rule.identify)] = identity
+        chosen.rules.append(rule)
+        chosen.items.append(
+            (rule.limit.limiter, rule.store_key(identity), rule.cost_for(request, args, kwargs))
+        )
+        chosen.identities.append(identity)
+    return chosen
+
+
+def _state(integration: Integration | None, request: Any) -> RequestState | None:
+    return integration.state(request) if integration is not None else None
+
+
+def _names(rules: list[Rule]) -> list[str]:
+    return [rule.bucket for rule in rules]
+
+
+def evaluate(
+    rules: Sequence[Rule],
+    integration: Integration | None,
+    request: Any,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    endpoint: str | None = None,
+) -> Check | None:
+    """Apply ``rules`` to one call, all or nothing; None when no rule applies to it."""
+    chosen = plan(rules, integration, request, args, kwargs or {})
+    if not chosen.rules:
+        return None
+    started = perf_counter()
+    try:
+        results = hit_all(chosen.items, endpoint)
+    except Exception as error:
+        report_error(
+            _names(chosen.rules), chosen.identities, error, perf_counter() - started, endpoint
+        )
+        raise
+    report(_names(chosen.rules), chosen.identities, results, perf_counter() - started, endpoint)
+    return Check(chosen.rules, chosen.identities, results, _state(integration, request))
+
+
+async def aevaluate(
+    rules: Sequence[Rule],
+    integration: Integration | None,
+    request: Any,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    endpoint: str | None = None,
+) -> Check | None:
+    """:func:`evaluate` for async callers (see :func:`ahit_all`)."""
+    chosen = plan(rules, integration, request, args, kwargs or {})
+    if not chosen.rules:
+        return None
+    started = perf_counter()
+    try:
+        results = await ahit_all(chosen.items, endpoint)
+    except Exception as error:
+        report_error(
+            _names(chosen.rules), chosen.identities, error, perf_counter() - started, endpoint
+        )
+        raise
+    report(_names(chosen.rules), chosen.identities, results, perf_counter() - started, endpoint)
+    return Check(chosen.rules, chosen.identities, results, _state(integration, request))

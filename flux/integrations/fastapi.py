@@ -1,0 +1,233 @@
+"""Starlette and FastAPI: request reading, responses, endpoint signatures, and ASGI middleware.
+
+Endpoints: ``@rate_limit`` goes **below** the route decorator (``@app.get`` must see the
+wrapper). FastAPI endpoints need no ``request`` parameter: when one is missing, the wrapper's
+``__signature__`` gains a ``Request``-typed keyword parameter, which FastAPI injects and never
+puts in the OpenAPI schema, and likewise a ``Response`` parameter used to add the headers to
+endpoints that return plain data. Starlette endpoints receive the request anyway.
+
+Middleware (pure ASGI, so streaming and background tasks are untouched)::
+
+    app.add_middleware(FluxMiddleware, default="api", exempt_paths=["/health"])
+
+Note that uvicorn rewrites the client address from ``X-Forwarded-For`` when the peer is in its
+own ``--forwarded-allow-ips`` (default ``127.0.0.1``): flux then sees what uvicorn decided.
+Run uvicorn with ``--no-proxy-headers`` to let flux's ``trusted_proxies`` decide alone.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Mapping
+from typing import Any, Callable
+
+from flux.integrations import FrameworkNotInstalled
+from flux.integrations._common import TOO_MANY_REQUESTS, Integration, RequestState
+
+try:
+    from starlette.requests import HTTPConnection, Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+except ImportError as exc:  # pragma: no cover - exercised only without Starlette
+    raise FrameworkNotInstalled("starlette", "fastapi") from exc
+
+__all__ = [
+    "INTEGRATION",
+    "REQUEST_PARAM",
+    "RESPONSE_PARAM",
+    "FluxMiddleware",
+    "StarletteIntegration",
+    "endpoint_signature",
+]
+
+# Names of the parameters added to an endpoint's signature for FastAPI to inject.
+REQUEST_PARAM = "_flux_request"
+RESPONSE_PARAM = "_flux_response"
+# ASGI scope key of the middleware's RequestState (the scope is shared down to the endpoint).
+STATE_KEY = "flux.state"
+
+
+class StarletteIntegration(Integration):
+    """Reads Starlette/FastAPI ``Request``; answers with ``JSONResponse``."""
+
+    name = "starlette"
+
+    def is_request(self, obj: Any) -> bool:
+        """A Starlette ``Request`` (FastAPI's is the same class)."""
+        return isinstance(obj, Request)
+
+    def peer(self, request: Any) -> str | None:
+        """``scope["client"]`` host, as the ASGI server reports it."""
+        client = request.scope.get("client")
+        return str(client[0]) if client else None
+
+    def header(self, request: Any, name: str) -> str | None:
+        """The header's values joined with ``", "`` (repeated headers form one list)."""
+        values = request.headers.getlist(name)
+        return ", ".join(values) if values else None
+
+    def user_id(self, request: Any) -> str | None:
+        """``scope["user"]`` from ``AuthenticationMiddleware``, when authenticated."""
+        user = request.scope.get("user")
+        if user is None or not getattr(user, "is_authenticated", False):
+            return None
+        for attribute in ("identity", "id", "pk", "username", "display_name"):
+            try:
+                value = getattr(user, attribute, None)
+            except NotImplementedError:  # BaseUser.identity is abstract
+                continue
+            if value is not None and value != "":
+                return str(value)
+        return None
+
+    def method(self, request: Any) -> str:
+        """``scope["method"]``."""
+        return str(request.scope.get("method", "GET")).upper()
+
+    def path(self, request: Any) -> str:
+        """``scope["path"]``."""
+        return str(request.scope.get("path", "/"))
+
+    def state(self, request: Any) -> RequestState | None:
+        """The middleware's state, kept in the ASGI scope."""
+        return request.scope.get(STATE_KEY)
+
+    def set_state(self, request: Any, state: RequestState) -> None:
+        """Keep the middleware's state in the ASGI scope."""
+        request.scope[STATE_KEY] = state
+
+    def denied(self, body: dict[str, Any], headers: Mapping[str, str]) -> JSONResponse:
+        """A ``JSONResponse`` with status 429."""
+        return JSONResponse(body, status_code=TOO_MANY_REQUESTS, headers=dict(headers))
+
+    def add_headers(
+        self, request: Any, response: Any, headers: Mapping[str, str], sub_response: Any = None
+    ) -> Any:
+        """Set the headers on a returned ``Response``, else on FastAPI's injected one."""
+        target = response if isinstance(response, Response) else sub_response
+        if isinstance(target, Response):
+            _set_headers(target.raw_headers, headers)
+        return response
+
+
+def _set_headers(raw: list[tuple[bytes, bytes]], headers: Mapping[str, str]) -> None:
+    """Set ``headers`` on a raw ASGI header list, replacing any present.
+
+    MutableHeaders.__setitem__ rescans the list for every header; the usual case (none of
+    them present yet) is a plain append.
+    """
+    present = {name for name, _ in raw}
+    for name, value in headers.items():
+        key = name.lower().encode("latin-1")
+        if key in present:
+            raw[:] = [(k, v) for k, v in raw if k != key]
+        raw.append((key, value.encode("latin-1")))
+
+
+INTEGRATION = StarletteIntegration()
+
+
+def _resolved_hints(func: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(func, include_extras=True)
+    except Exception:  # unresolvable forward references: fall back to the raw annotations
+        return dict(getattr(func, "__annotations__", {}))
+
+
+def _is_type(annotation: Any, cls: type, name: str) -> bool:
+    if isinstance(annotation, str):  # unresolved: go by the name as written
+        return annotation.rpartition(".")[2] == name
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    return isinstance(annotation, type) and issubclass(annotation, cls)
+
+
+def endpoint_signature(
+    func: Callable[..., Any],
+) -> tuple[inspect.Signature | None, str | None, str | None]:
+    """The signature FastAPI should see for a wrapper of ``func``, and the parameter names.
+
+    Returns ``(signature, request_param, response_param)``: the names FastAPI will inject the
+    request and the sub-response under (the endpoint's own when it declares them), and a new
+    signature when parameters had to be added (None when ``func`` already has both).
+    """
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return None, None, None
+    hints = _resolved_hints(func)
+    request_param = response_param = None
+    for name, param in signature.parameters.items():
+        annotation = hints.get(name, param.annotation)
+        if request_param is None and _is_type(annotation, HTTPConnection, "Request"):
+            request_param = name
+        elif response_param is None and _is_type(annotation, Response, "Response"):
+            response_param = name
+    added = []
+    if request_param is None:
+        request_param = REQUEST_PARAM
+        added.append(
+            inspect.Parameter(REQUEST_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+        )
+    if response_param is None:
+        response_param = RESPONSE_PARAM
+        added.append(
+            inspect.Parameter(RESPONSE_PARAM, inspect.Parameter.KEYWORD_ONLY, annotation=Response)
+        )
+    if not added:
+        return None, request_param, response_param
+    params = list(signature.parameters.values())
+    # Keyword-only parameters go before **kwargs, the only kind allowed after them.
+    at = len(params)
+    if params and params[-1].kind is inspect.Parameter.VAR_KEYWORD:
+        at -= 1
+    params[at:at] = added
+    return signature.replace(parameters=params), request_param, response_param
+
+
+class FluxMiddleware:
+    """ASGI middleware applying a default limit, or per-path limits, to every HTTP request.
+
+    Takes the arguments of :class:`flux.middleware.GlobalLimits`. Denied requests get the
+    same JSON 429 as decorated endpoints; allowed ones get the headers (unless a decorated
+    endpoint already wrote them, including this middleware's limit).
+    """
+
+    def __init__(self, app: ASGIApp, **options: Any) -> None:
+        """Build the limits once, when the application stack is built."""
+        from flux.middleware import GlobalLimits
+
+        self.app = app
+        self.limits = GlobalLimits(**options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Check HTTP requests; pass everything else (websocket, lifespan) through."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        check = await self.limits.acheck(INTEGRATION, request)
+        if check is None:
+            await self.app(scope, receive, send)
+            return
+        if check.denied:
+            await check.deny(INTEGRATION)(scope, receive, send)
+            return
+        state = RequestState(list(check.applied))
+        INTEGRATION.set_state(request, state)
+        limits = self.limits
+
+        async def send_with_headers(message: Message) -> None:
+            if (
+                message["type"] == "http.response.start"
+                and not state.decorated
+                and limits.headers_on_success
+            ):
+                raw = list(message.get("headers", []))
+                _set_headers(raw, limits.headers(state.applied))
+                message = {**message, "headers": raw}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

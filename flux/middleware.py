@@ -1,0 +1,156 @@
+"""Global limits for every request: the rules behind flux's three middlewares.
+
+- Django: ``flux.integrations.django.FluxMiddleware`` (``FLUX_MIDDLEWARE`` setting);
+- FastAPI / Starlette: ``app.add_middleware(flux.integrations.fastapi.FluxMiddleware, ...)``;
+- Flask: ``flux.integrations.flask.FluxLimiter(app, ...)``.
+
+All take the arguments of :class:`GlobalLimits`. A limit is given as ``True`` (the
+``[rate_limit]`` section of flux.toml), a preset name (``"api_tier_1"``, from
+``[rate_limits.api_tier_1]``), a mapping (``{"requests": 100, "period": 60}``, optionally with
+``"name"`` to start from a preset) or a :class:`~flux.config.LimitConfig`.
+
+For each request the most specific matching ``paths`` rule applies, else ``default``. A rule
+``"/api/"`` (trailing slash) matches every path under it; ``"/login"`` matches ``/login`` and
+``/login/...``; a rule with ``*`` is a glob. Exempt paths and methods are never counted.
+
+A decorated view adds its limits to the middleware's: the middleware's hit counts first (a
+request it denies never reaches the view), and the view's headers list both limits.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from typing import Any, Union
+
+from flux.config import FluxConfig, LimitConfig, get_config
+from flux.headers import AppliedLimit, build_headers
+from flux.identity import Identifier, KeySpec
+from flux.integrations._common import Integration
+from flux.integrations._limits import Check, Limit, Rule, aevaluate, evaluate, shared_limit
+
+__all__ = ["GlobalLimits", "LimitSpec"]
+
+LimitSpec = Union[bool, str, Mapping[str, Any], LimitConfig, None]
+# Bucket and header name of the [rate_limit] default when it is used as the global limit.
+GLOBAL_NAME = "global"
+_LIMIT_KEYS = frozenset({"name", "requests", "period", "burst", "policy"})
+
+
+def _path_matches(rule: str, path: str) -> bool:
+    if any(c in rule for c in "*?["):
+        return fnmatch.fnmatchcase(path, rule)
+    if rule.endswith("/"):
+        return path.startswith(rule)
+    return path == rule or path.startswith(rule + "/")
+
+
+class GlobalLimits:
+    """Which limit applies to each request, and its check.
+
+    ``default``: the limit for every path without a more specific rule (``True``: flux.toml's
+    ``[rate_limit]``; ``None``/``False``: none). ``paths``: ``{path rule: limit}``.
+    ``exempt_paths`` / ``exempt_methods``: never limited. ``key``, ``cost``: as in
+    :func:`flux.rate_limit`. ``config``: default :func:`flux.get_config`, read now.
+    """
+
+    config: FluxConfig
+    exempt_paths: tuple[str, ...]
+    exempt_methods: frozenset[str]
+
+    def __init__(
+        self,
+        default: LimitSpec = True,
+        *,
+        paths: Mapping[str, LimitSpec] | None = None,
+        exempt_paths: Iterable[str] = (),
+        exempt_methods: Iterable[str] = (),
+        key: KeySpec = None,
+        cost: int = 1,
+        config: FluxConfig | None = None,
+        ipv6_prefix: int | None = None,
+    ) -> None:
+        """Build every limit now (a bad preset name is a ConfigError here, not per request)."""
+        self.config = config if config is not None else get_config()
+        if isinstance(exempt_paths, str) or isinstance(exempt_methods, str):
+            raise TypeError("exempt_paths and exempt_methods take lists, not a string")
+        self.exempt_paths = tuple(exempt_paths)
+        self.exempt_methods = frozenset(m.upper() for m in exempt_methods)
+        self._identify = Identifier(key, config=self.config, ipv6_prefix=ipv6_prefix)
+        self._cost = cost
+        self._default = self._rule(default, None)
+        # Longest rule first: the most specific match wins.
+        self._paths = [
+            (pattern, self._rule(spec, pattern))
+            for pattern, spec in sorted((paths or {}).items(), key=lambda kv: -len(kv[0]))
+        ]
+
+    def _rule(self, spec: LimitSpec, pattern: str | None) -> Rule | None:
+        if spec is None or spec is False:
+            return None
+        fallback = GLOBAL_NAME if pattern is None else f"path:{pattern}"
+        if spec is True:
+            limit = Limit(config=self.config)
+        elif isinstance(spec, str):
+            limit = shared_limit(
+                spec, requests=None, period=None, burst=None, policy=None, config=self.config
+            )
+        elif isinstance(spec, LimitConfig):
+            limit = Limit(
+                requests=spec.requests,
+                period=spec.period,
+                burst=spec.burst,
+                policy=spec.policy,
+                config=self.config,
+            )
+        elif isinstance(spec, Mapping):
+            unknown = set(spec) - _LIMIT_KEYS
+            if unknown:
+                raise TypeError(f"unknown limit keys {sorted(unknown)}; use {sorted(_LIMIT_KEYS)}")
+            options = {k: spec.get(k) for k in ("requests", "period", "burst", "policy")}
+            name = spec.get("name")
+            if name is not None:
+                limit = shared_limit(name, config=self.config, **options)
+            else:
+                limit = Limit(config=self.config, **options)
+        else:
+            raise TypeError(
+                "a limit is True, a preset name, a mapping or a LimitConfig, "
+                f"got {type(spec).__name__}"
+            )
+        name = limit.name or fallback
+        return Rule(limit, bucket=name, label=name, identify=self._identify, cost=self._cost)
+
+    def rule_for(self, path: str, method: str) -> Rule | None:
+        """The rule for a request, or None when it is exempt or no limit covers it."""
+        if method.upper() in self.exempt_methods:
+            return None
+        if any(_path_matches(rule, path) for rule in self.exempt_paths):
+            return None
+        for pattern, rule in self._paths:
+            if _path_matches(pattern, path):
+                return rule
+        return self._default
+
+    def check(self, integration: Integration, request: Any) -> Check | None:
+        """Count the request against its rule; None when nothing applies."""
+        rule = self.rule_for(integration.path(request), integration.method(request))
+        if rule is None:
+            return None
+        return evaluate([rule], integration, request, endpoint=rule.label)
+
+    async def acheck(self, integration: Integration, request: Any) -> Check | None:
+        """:meth:`check` for async middlewares."""
+        rule = self.rule_for(integration.path(request), integration.method(request))
+        if rule is None:
+            return None
+        return await aevaluate([rule], integration, request, endpoint=rule.label)
+
+    @property
+    def headers_on_success(self) -> bool:
+        """``[flux] headers_on_success``."""
+        return self.config.flux.headers_on_success
+
+    def headers(self, applied: list[AppliedLimit]) -> dict[str, str]:
+        """The informational headers of an allowed request."""
+        return build_headers(applied)

@@ -1,0 +1,195 @@
+"""Views and URLconf of the Django test project: every way a Django view can be limited."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+from appconfig import (
+    ALGO_PERIOD,
+    ALGO_QUOTA,
+    BURST_QUOTA,
+    CONFIG,
+    JITTER_CONFIG,
+    NAMED,
+    PERIOD,
+    QUIET_CONFIG,
+    QUOTA,
+)
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.urls import path
+from django.utils.decorators import method_decorator
+from django.views import View
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.decorators import api_view
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from flux import rate_limit
+from flux._flux import ALGORITHMS
+
+
+def limited(**kwargs: Any) -> Any:
+    """The usual test limit: QUOTA per PERIOD, on the test config."""
+    kwargs.setdefault("requests", QUOTA)
+    kwargs.setdefault("period", PERIOD)
+    return rate_limit(config=CONFIG, **kwargs)
+
+
+class HeaderAuthentication(BaseAuthentication):
+    """DRF test authentication: the X-User header names the user."""
+
+    def authenticate(self, request: Any) -> Any:
+        name = request.META.get("HTTP_X_USER")
+        if not name:
+            return None
+        return SimpleNamespace(is_authenticated=True, pk=f"drf-{name}"), None
+
+
+def ping(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"ok": True})
+
+
+def open_view(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"open": True})
+
+
+def api_thing(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"api": True})
+
+
+@limited()
+def sync_view(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "sync"})
+
+
+@limited()
+async def async_view(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "async"})
+
+
+@limited(requests=2)
+@limited(requests=5, period=PERIOD * 24)
+def stacked(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "stacked"})
+
+
+@rate_limit(NAMED, config=CONFIG)
+def named(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "named"})
+
+
+@limited(key="user")
+def user(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "user"})
+
+
+@limited(key="header:X-API-Key")
+def apikey(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("plain text")
+
+
+@limited(requests=1, methods=["POST"])
+def post_only(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "post-only"})
+
+
+@limited(requests=BURST_QUOTA)
+def burst(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "burst"})
+
+
+@limited(requests=BURST_QUOTA)
+async def burst_async(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "burst-async"})
+
+
+@rate_limit(requests=1, period=PERIOD, config=JITTER_CONFIG)
+def jitter(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "jitter"})
+
+
+@rate_limit(requests=1, period=PERIOD, config=QUIET_CONFIG)
+def quiet(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "quiet"})
+
+
+@method_decorator(limited(), name="dispatch")
+class DispatchView(View):
+    """method_decorator on dispatch: every method is limited."""
+
+    def get(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"view": "dispatch"})
+
+
+class DirectView(View):
+    """rate_limit straight on a method (self, request)."""
+
+    @limited()
+    def get(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"view": "direct"})
+
+
+class AsyncDirectView(View):
+    """An async class-based view."""
+
+    @limited()
+    async def get(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"view": "async-direct"})
+
+
+class MethodListView(View):
+    """method_decorator with a list: two limits, collapsed into one all-or-nothing check."""
+
+    @method_decorator([limited(requests=2), limited(requests=5, period=PERIOD * 24)])
+    def get(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"view": "method-list"})
+
+
+class DrfView(APIView):
+    """A DRF view limited per authenticated user (DRF's request.user)."""
+
+    authentication_classes = (HeaderAuthentication,)
+
+    @limited(key="user")
+    def get(self, request: Any) -> Response:
+        return Response({"view": "drf", "user": getattr(request.user, "pk", None)})
+
+
+@api_view(["GET"])
+@limited()
+def drf_function(request: Any) -> Response:
+    return Response({"view": "drf-function"})
+
+
+def _algorithm_view(policy: str) -> Any:
+    def view(request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"policy": policy})
+
+    view.__name__ = view.__qualname__ = f"algo_{policy}"
+    return rate_limit(requests=ALGO_QUOTA, period=ALGO_PERIOD, policy=policy, config=CONFIG)(view)
+
+
+urlpatterns = [
+    path("ping", ping),
+    path("open", open_view),
+    path("api/thing", api_thing),
+    path("sync", sync_view),
+    path("async", async_view),
+    path("stacked", stacked),
+    path("named", named),
+    path("user", user),
+    path("apikey", apikey),
+    path("post-only", post_only),
+    path("burst", burst),
+    path("burst-async", burst_async),
+    path("jitter", jitter),
+    path("quiet", quiet),
+    path("cbv/dispatch", DispatchView.as_view()),
+    path("cbv/direct", DirectView.as_view()),
+    path("cbv/async", AsyncDirectView.as_view()),
+    path("cbv/list", MethodListView.as_view()),
+    path("drf/view", DrfView.as_view()),
+    path("drf/function", drf_function),
+    *[path(f"algo/{policy}", _algorithm_view(policy)) for policy in ALGORITHMS],
+]

@@ -1,0 +1,177 @@
+"""The Starlette application of the tests: in process (TestClient) and under uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from appconfig import (
+    ALGO_PERIOD,
+    ALGO_QUOTA,
+    BURST_QUOTA,
+    CONFIG,
+    JITTER_CONFIG,
+    NAMED,
+    PARK_QUOTA,
+    PERIOD,
+    QUIET_CONFIG,
+    QUOTA,
+)
+from starlette.applications import Starlette
+from starlette.endpoints import HTTPEndpoint
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from flux import FluxConfig, rate_limit
+from flux._flux import ALGORITHMS
+from flux.integrations.fastapi import FluxMiddleware
+
+
+class User:
+    """What Starlette's AuthenticationMiddleware would put in scope["user"]."""
+
+    is_authenticated = True
+
+    def __init__(self, name: str) -> None:
+        self.display_name = name
+
+
+class HeaderAuth:
+    """Test authentication: the X-User header names the user."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope["headers"]:
+                if name == b"x-user":
+                    scope["user"] = User(value.decode())
+        await self.app(scope, receive, send)
+
+
+def create_app(config: FluxConfig = CONFIG, middleware: dict[str, Any] | None = None) -> Starlette:
+    """A fresh application (fresh limiters), with flux's middleware when options are given."""
+
+    def limited(**kwargs: Any) -> Any:
+        kwargs.setdefault("requests", QUOTA)
+        kwargs.setdefault("period", PERIOD)
+        return rate_limit(config=config, **kwargs)
+
+    parked: dict[str, Any] = {"count": 0, "release": None}
+
+    async def ping(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def open_view(request: Request) -> Response:
+        return JSONResponse({"open": True})
+
+    @limited()
+    def sync_view(request: Request) -> Response:
+        return JSONResponse({"view": "sync"})
+
+    @limited()
+    async def async_view(request: Request) -> Response:
+        return JSONResponse({"view": "async"})
+
+    @limited(requests=2)
+    @limited(requests=5, period=PERIOD * 24)
+    async def stacked(request: Request) -> Response:
+        return JSONResponse({"view": "stacked"})
+
+    @rate_limit(NAMED, config=config)
+    async def named(request: Request) -> Response:
+        return JSONResponse({"view": "named"})
+
+    @limited(key="header:X-API-Key")
+    async def apikey(request: Request) -> Response:
+        return PlainTextResponse("plain text")
+
+    @limited(key="user")
+    async def user(request: Request) -> Response:
+        return JSONResponse({"view": "user"})
+
+    @limited(requests=1, methods=["POST"])
+    async def post_only(request: Request) -> Response:
+        return JSONResponse({"view": "post-only"})
+
+    @rate_limit(requests=1, period=PERIOD, config=JITTER_CONFIG)
+    async def jitter(request: Request) -> Response:
+        return JSONResponse({"view": "jitter"})
+
+    @rate_limit(requests=1, period=PERIOD, config=QUIET_CONFIG)
+    def quiet(request: Request) -> Response:
+        return JSONResponse({"view": "quiet"})
+
+    @limited(requests=BURST_QUOTA)
+    async def burst_async(request: Request) -> Response:
+        return JSONResponse({"view": "burst-async"})
+
+    @limited(requests=BURST_QUOTA)
+    def burst(request: Request) -> Response:
+        return JSONResponse({"view": "burst"})
+
+    @limited(requests=PARK_QUOTA)
+    async def park(request: Request) -> Response:
+        # Allowed requests wait here until /release: proof that the loop stays free.
+        if parked["release"] is None:
+            parked["release"] = asyncio.Event()
+        parked["count"] += 1
+        await parked["release"].wait()
+        return JSONResponse({"parked": parked["count"]})
+
+    async def parked_count(request: Request) -> Response:
+        return JSONResponse({"count": parked["count"]})
+
+    async def release(request: Request) -> Response:
+        if parked["release"] is None:
+            parked["release"] = asyncio.Event()
+        parked["release"].set()
+        return JSONResponse({"released": True})
+
+    class Endpoint(HTTPEndpoint):
+        """A class-based endpoint with a limited method."""
+
+        @limited()
+        async def get(self, request: Request) -> Response:
+            return JSONResponse({"view": "endpoint"})
+
+    def algorithm_route(policy: str) -> Route:
+        async def algorithm(request: Request) -> Response:
+            return JSONResponse({"policy": policy})
+
+        algorithm.__name__ = algorithm.__qualname__ = f"algo_{policy}"
+        limit = rate_limit(requests=ALGO_QUOTA, period=ALGO_PERIOD, policy=policy, config=config)
+        return Route(f"/algo/{policy}", limit(algorithm))
+
+    routes = [
+        Route("/ping", ping),
+        Route("/open", open_view),
+        Route("/api/thing", open_view),
+        Route("/sync", sync_view),
+        Route("/async", async_view),
+        Route("/stacked", stacked),
+        Route("/named", named),
+        Route("/apikey", apikey),
+        Route("/user", user),
+        Route("/post-only", post_only, methods=["GET", "POST"]),
+        Route("/jitter", jitter),
+        Route("/quiet", quiet),
+        Route("/burst", burst),
+        Route("/burst-async", burst_async),
+        Route("/parked", park),
+        Route("/parked-count", parked_count),
+        Route("/release", release, methods=["POST"]),
+        Route("/endpoint", Endpoint),
+        *[algorithm_route(policy) for policy in ALGORITHMS],
+    ]
+    stack = [Middleware(HeaderAuth)]
+    if middleware:
+        stack.append(Middleware(FluxMiddleware, config=config, **middleware))
+    return Starlette(routes=routes, middleware=stack)
+
+
+app = create_app()

@@ -1,0 +1,75 @@
+"""The same decorator on the Redis store: nothing in the integrations changes but the config."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from flux import FluxConfig, ManualClock, RateLimitExceeded, rate_limit
+from flux.config import RedisConfig
+from flux.decorators import limits_of
+
+SUPPORT = Path(__file__).parents[1] / "support"
+if str(SUPPORT) not in sys.path:
+    sys.path.insert(0, str(SUPPORT))
+
+from redis_server import RedisServer, redis_available  # noqa: E402
+
+if not redis_available():  # pragma: no cover - `make test-python` installs redis-server
+    pytest.skip("redis-server is not installed (make redis-server)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def config() -> Iterator[FluxConfig]:
+    server = RedisServer().start()
+    try:
+        yield FluxConfig(redis=RedisConfig(url=server.url), storage="redis")
+    finally:
+        server.stop()
+
+
+def test_stacked_limits_are_all_or_nothing_on_redis(config: FluxConfig, clock: ManualClock) -> None:
+    @rate_limit(requests=2, period=60, config=config)
+    @rate_limit(requests=5, period=3600, config=config)
+    def work() -> str:
+        return "ok"
+
+    assert [work(), work()] == ["ok", "ok"]
+    for _ in range(3):
+        with pytest.raises(RateLimitExceeded):
+            work()
+    hourly = limits_of(work)[1].limiter
+    assert hourly.config.storage == "redis"
+    assert hourly.peek(f"{__name__}.{work.__qualname__}[5/3600s]:global").remaining == 3
+
+
+def test_async_endpoint_on_redis(config: FluxConfig, clock: ManualClock) -> None:
+    app = FastAPI()
+
+    @app.get("/x")
+    @rate_limit(requests=2, period=60, config=config)
+    async def endpoint() -> dict[str, bool]:
+        return {"ok": True}
+
+    client = TestClient(app)
+    replies = [client.get("/x") for _ in range(3)]
+    assert [r.status_code for r in replies] == [200, 200, 429]
+    assert replies[0].headers["RateLimit"] == '"endpoint";r=1;t=30'
+    assert replies[2].headers["Retry-After"] == "30"
+
+    @rate_limit(requests=1, period=60, config=config)
+    async def plain() -> str:
+        return "done"
+
+    async def run() -> None:
+        assert await plain() == "done"
+        with pytest.raises(RateLimitExceeded):
+            await plain()
+
+    asyncio.run(run())
