@@ -56,6 +56,8 @@ trusted_proxies = []            # e.g. ["10.0.0.0/8", "127.0.0.1", "::1"]
 hash_keys = false               # store a digest of client identities (no IPs in Redis)
 # max_keys = 1000000            # memory store: most keys kept (default: no bound)
 headers_on_success = true       # X-RateLimit-* / RateLimit headers on allowed responses too
+# ipv6_prefix = 64              # one bucket per IPv6 /64 (default: per address)
+forwarded_header = "X-Forwarded-For"  # or "Forwarded" (RFC 7239), read from trusted proxies
 
 # -----------------------------------------------------------------------------
 # Analytics: decision events and the metrics server (/metrics on 127.0.0.1:port)

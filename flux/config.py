@@ -80,6 +80,10 @@ STORAGE_MEMORY = "memory"
 STORAGE_REDIS = "redis"
 STORAGES = (STORAGE_MEMORY, STORAGE_REDIS)
 
+# The one proxy header believed from trusted proxies (never both: a proxy that writes one passes
+# the other through from the client, who could then choose its own identity).
+FORWARDED_HEADERS = ("X-Forwarded-For", "Forwarded")
+
 # Keys of [redis] that a `url` replaces; giving both in one file is ambiguous, so it is an error.
 URL_REPLACES = ("host", "port", "password", "db")
 
@@ -220,6 +224,10 @@ class FluxSettings:
       no IP address or user name reaches Redis.
     - ``max_keys``: upper bound on keys held by the memory store (``None``: unbounded).
     - ``headers_on_success``: add the rate limit headers to allowed responses too.
+    - ``ipv6_prefix``: group IPv6 clients by this prefix length (64: one bucket per /64), so a
+      client cannot rotate through its subnet to multiply its quota (``None``: no grouping).
+    - ``forwarded_header``: the header read from trusted proxies, ``"X-Forwarded-For"`` or
+      ``"Forwarded"`` (RFC 7239).
     """
 
     _SECTION: ClassVar[str] = SECTION_FLUX
@@ -241,6 +249,12 @@ class FluxSettings:
     hash_keys: bool = field(default=False, metadata=_check(checks.boolean))
     max_keys: int | None = field(default=None, metadata=_check(checks.optional(checks.integer(1))))
     headers_on_success: bool = field(default=True, metadata=_check(checks.boolean))
+    ipv6_prefix: int | None = field(
+        default=None, metadata=_check(checks.optional(checks.integer(1, 128)))
+    )
+    forwarded_header: str = field(
+        default=FORWARDED_HEADERS[0], metadata=_check(checks.choice(FORWARDED_HEADERS))
+    )
 
     def __post_init__(self) -> None:
         _settle(self, self._SECTION)

@@ -124,8 +124,14 @@ def test_template_mentions_every_key(section: str, cls: type) -> None:
 
 def test_template_shows_the_defaults() -> None:
     # Every `key = value` line (commented or not) shows the built-in default, except the
-    # examples that have no default (password, log_file, max_keys, storage).
-    examples = {"redis.password", "flux.log_file", "flux.max_keys", "flux.storage"}
+    # examples that have no default (password, log_file, max_keys, storage, ipv6_prefix).
+    examples = {
+        "redis.password",
+        "flux.log_file",
+        "flux.max_keys",
+        "flux.storage",
+        "flux.ipv6_prefix",
+    }
     classes = {
         "redis": RedisConfig,
         "flux": FluxSettings,
