@@ -9,87 +9,10 @@
 mod support;
 
 use flux_core::store::redis::{RedisConfig, RedisLimit, RedisStore};
-use flux_core::{AlgorithmKind, Decision, Limiter, ManualClock, Quota};
-use serde::Deserialize;
-use std::path::PathBuf;
+use flux_core::{AlgorithmKind, Limiter, ManualClock, Quota};
 use std::sync::Arc;
+use support::vectors::{vectors, Expect};
 use support::RedisServer;
-
-#[derive(Deserialize)]
-struct Vector {
-    description: String,
-    algorithm: String,
-    quota: VectorQuota,
-    steps: Vec<Step>,
-}
-
-#[derive(Deserialize)]
-struct VectorQuota {
-    requests: u64,
-    period_us: u64,
-    burst: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct Step {
-    now_us: u64,
-    #[serde(default = "default_op")]
-    op: String,
-    #[serde(default = "default_key")]
-    key: String,
-    #[serde(default = "default_cost")]
-    cost: u64,
-    expect: Option<Expect>,
-}
-
-#[derive(Deserialize, Debug, PartialEq)]
-struct Expect {
-    allowed: bool,
-    limit: u64,
-    remaining: u64,
-    reset_after_us: u64,
-    retry_after_us: u64,
-}
-
-impl From<Decision> for Expect {
-    fn from(d: Decision) -> Self {
-        Expect {
-            allowed: d.allowed,
-            limit: d.limit,
-            remaining: d.remaining,
-            reset_after_us: d.reset_after.div_ceil(1_000),
-            retry_after_us: d.retry_after.div_ceil(1_000),
-        }
-    }
-}
-
-fn default_op() -> String {
-    "hit".into()
-}
-fn default_key() -> String {
-    "k".into()
-}
-fn default_cost() -> u64 {
-    1
-}
-
-fn vectors() -> Vec<(PathBuf, Vector)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("tests/vectors exists")
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|file| {
-            let vector = serde_json::from_str(&std::fs::read_to_string(&file).unwrap())
-                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-            (file, vector)
-        })
-        .collect()
-}
 
 fn store(server: &RedisServer) -> RedisStore {
     RedisStore::connect(RedisConfig {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod vectors;
+
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
