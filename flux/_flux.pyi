@@ -1,10 +1,20 @@
 """Type stubs for the native module flux._flux (checked by mypy.stubtest in `make lint`)."""
 
-from typing import Final, final
+from collections.abc import Awaitable
+from typing import Final, Literal, final
 
 from typing_extensions import disjoint_base
 
-__all__ = ["ALGORITHMS", "Limiter", "ManualClock", "RateLimitResult", "__version__", "hit_many"]
+__all__ = [
+    "ALGORITHMS",
+    "Limiter",
+    "ManualClock",
+    "RateLimitResult",
+    "RedisStore",
+    "__version__",
+    "ahit_many",
+    "hit_many",
+]
 
 __version__: Final[str]
 ALGORITHMS: Final[list[str]]
@@ -25,6 +35,10 @@ class RateLimitResult:
     def limit(self) -> int: ...
     @property
     def usage(self) -> int: ...
+    @property
+    def source(self) -> Literal["memory", "redis", "deny_cache", "fail_open"]: ...
+    @property
+    def fail_open(self) -> bool: ...
     def __new__(
         cls,
         allowed: bool,
@@ -32,6 +46,8 @@ class RateLimitResult:
         reset_after: float | None = 0.0,
         retry_after: float | None = 0.0,
         limit: int = 0,
+        *,
+        source: str = "memory",
     ) -> RateLimitResult: ...
     def to_headers(self) -> dict[str, str]: ...
     def __bool__(self) -> bool: ...
@@ -46,9 +62,47 @@ class ManualClock:
     def set(self, seconds: float) -> None: ...
     def now(self) -> float: ...
 
+@final
+class RedisStore:
+    """A connection to Redis shared by any number of limiters."""
+
+    def __new__(
+        cls,
+        url: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        pool_size: int = 5,
+        timeout_ms: int = 200,
+        cluster: bool = False,
+        nodes: list[str] | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        db: int | None = None,
+        key_prefix: str = "flux:",
+        fail_silently: bool = True,
+        breaker_threshold: int = 3,
+        breaker_cooldown_ms: int = 1000,
+        deny_cache_size: int = 4096,
+        async_workers: int = 2,
+        direct_callers: int | None = None,
+    ) -> RedisStore: ...
+    def ping(self) -> None: ...
+    def stats(self) -> dict[str, int | str]: ...
+    @property
+    def breaker_state(self) -> Literal["closed", "open"]: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def key_prefix(self) -> str: ...
+    @property
+    def fail_silently(self) -> bool: ...
+    @property
+    def timeout_ms(self) -> int: ...
+
 @disjoint_base
 class Limiter:
-    """One rate limit on the embedded store."""
+    """One rate limit, on the embedded store or on a RedisStore."""
 
     def __new__(
         cls,
@@ -60,8 +114,17 @@ class Limiter:
         max_keys: int | None = None,
         clock: ManualClock | None = None,
         prefix: str = "",
+        store: RedisStore | None = None,
+        fail_silently: bool | None = None,
     ) -> Limiter: ...
     def hit(self, key: str, endpoint: object | None = None, cost: int = 1) -> RateLimitResult: ...
+    def ahit(
+        self, key: str, endpoint: object | None = None, cost: int = 1
+    ) -> Awaitable[RateLimitResult]: ...
+    @staticmethod
+    def hit_many(items: list[tuple[Limiter, str, int]]) -> list[RateLimitResult]: ...
+    @staticmethod
+    def ahit_many(items: list[tuple[Limiter, str, int]]) -> Awaitable[list[RateLimitResult]]: ...
     def peek(self, key: str) -> RateLimitResult: ...
     def reset(self, key: str) -> None: ...
     def sweep(self) -> int: ...
@@ -78,5 +141,10 @@ class Limiter:
     def limit(self) -> int: ...
     @property
     def prefix(self) -> str: ...
+    @property
+    def store(self) -> RedisStore | None: ...
+    @property
+    def fail_silently(self) -> bool | None: ...
 
 def hit_many(items: list[tuple[Limiter, str, int]]) -> list[RateLimitResult]: ...
+def ahit_many(items: list[tuple[Limiter, str, int]]) -> Awaitable[list[RateLimitResult]]: ...

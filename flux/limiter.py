@@ -1,17 +1,20 @@
 """RateLimiter and RateLimitResult: the Python face of one rate limit.
 
 ``RateLimiter`` subclasses the native ``flux._flux.Limiter``, so ``hit`` runs straight in Rust
-with no Python frame in between; this module only resolves configuration.
+with no Python frame in between; this module only resolves configuration: the quota, and the
+store (the embedded one, or the process-wide Redis store of ``[redis]``, see ``flux._redis``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flux import _flux
 from flux._flux import ManualClock, RateLimitResult
-from flux.config import STORAGE_MEMORY, FluxConfig, LimitConfig, RateLimitPolicy, get_config
-from flux.exceptions import ConfigError, RateLimitExceeded
+from flux._redis import shared_store
+from flux.config import STORAGE_REDIS, FluxConfig, LimitConfig, RateLimitPolicy, get_config
+from flux.exceptions import RateLimitExceeded
 
 __all__ = ["ManualClock", "RateLimitResult", "RateLimiter", "create_limiter"]
 
@@ -20,9 +23,18 @@ class RateLimiter(_flux.Limiter):
     """One rate limit: ``requests`` per ``period`` seconds, ``burst`` at once, by ``policy``.
 
     Unset arguments come from ``config`` (default: the process-wide flux.toml, see
-    :func:`flux.get_config`), section ``[rate_limit]``. ``hit(key, endpoint=None, cost=1)``
-    counts a hit if it passes and returns a :class:`RateLimitResult`; a denied hit changes
-    nothing. Thread-safe. ``clock`` (a :class:`ManualClock`) is for tests.
+    :func:`flux.get_config`), section ``[rate_limit]`` or, with ``name``,
+    ``[rate_limits.<name>]``. ``hit(key, endpoint=None, cost=1)`` counts a hit if it passes and
+    returns a :class:`RateLimitResult`; a denied hit changes nothing. ``await ahit(...)`` is the
+    same for async code. Thread-safe.
+
+    Storage follows ``config.storage``: the embedded store, or Redis, shared by every process
+    (one connection pool per process for all limiters of one ``[redis]`` section). On Redis,
+    ``fail_silently`` (default: the limit's own ``fail_silently``, else ``[flux]
+    fail_silently``) says what a hit does when Redis fails: pass, flagged
+    ``result.fail_open``, or raise :class:`flux.ConnectionError`.
+
+    ``clock`` (a :class:`ManualClock`) is for tests; on Redis it replaces the server's time.
     """
 
     config: FluxConfig
@@ -39,6 +51,7 @@ class RateLimiter(_flux.Limiter):
         name: str | None = None,
         clock: ManualClock | None = None,
         max_keys: int | None = None,
+        fail_silently: bool | None = None,
         **legacy: Any,
     ) -> RateLimiter:
         """Resolve the quota against ``config`` and build the native limiter."""
@@ -53,25 +66,36 @@ class RateLimiter(_flux.Limiter):
         requests = defaults.requests if requests is None else requests
         period = defaults.period if period is None else period
         policy_name = str(RateLimitPolicy(policy)) if policy is not None else str(defaults.policy)
-        if config.storage != STORAGE_MEMORY:
-            raise ConfigError(
-                f"storage {config.storage!r} is not available in this build; "
-                'use storage = "memory"',
-                path=config.path,
-                key="flux.storage",
-            )
         _check_int("requests", requests)
         _check_int("burst", burst)
-        self = super().__new__(
-            cls,
-            requests,
-            period,
-            burst=burst,
-            policy=policy_name,
-            max_keys=max_keys if max_keys is not None else config.flux.max_keys,
-            clock=clock,
-            prefix=f"{config.flux.key_prefix}{name + ':' if name else ''}",
-        )
+        named = f"{name}:" if name else ""
+        if config.storage == STORAGE_REDIS:
+            if fail_silently is None:
+                # [rate_limits.<name>] fail_silently, where the configuration has it.
+                fail_silently = getattr(defaults, "fail_silently", None)
+            self = super().__new__(
+                cls,
+                requests,
+                period,
+                burst=burst,
+                policy=policy_name,
+                max_keys=max_keys,
+                clock=clock,
+                prefix=named,
+                store=shared_store(config),
+                fail_silently=fail_silently,
+            )
+        else:
+            self = super().__new__(
+                cls,
+                requests,
+                period,
+                burst=burst,
+                policy=policy_name,
+                max_keys=max_keys if max_keys is not None else config.flux.max_keys,
+                clock=clock,
+                prefix=f"{config.flux.key_prefix}{named}",
+            )
         self.config = config
         self.name = name
         return self
@@ -83,6 +107,48 @@ class RateLimiter(_flux.Limiter):
         Raises :class:`ConfigError` naming the unknown limit and listing the known ones.
         """
         return cls(config=config, name=name)
+
+    async def ahit(
+        self, key: str, endpoint: object | None = None, cost: int = 1
+    ) -> RateLimitResult:
+        """:meth:`hit` for async code.
+
+        On Redis the event loop never blocks on the round trip: the request is queued for the
+        store's I/O threads, which pipeline every concurrent request onto shared connections,
+        so many concurrent ``ahit`` calls cost a few round trips, not one each. On the
+        embedded store it is :meth:`hit` (no I/O).
+        """
+        return await _flux.Limiter.ahit(self, key, endpoint, cost)
+
+    @staticmethod
+    def hit_many(items: Sequence[tuple[_flux.Limiter, str, int]]) -> list[RateLimitResult]:
+        """One hit against several limits, atomically: all pass and count, or none counts.
+
+        ``items`` are ``(limiter, key, cost)``, all on the embedded store or all on one Redis
+        store (then one script, one round trip). See :func:`flux._flux.hit_many`.
+        """
+        return _flux.hit_many(list(items))
+
+    @staticmethod
+    async def ahit_many(
+        items: Sequence[tuple[_flux.Limiter, str, int]],
+    ) -> list[RateLimitResult]:
+        """:meth:`hit_many` for async code (on Redis the loop never waits on the round trip)."""
+        return await _flux.ahit_many(list(items))
+
+    async def arequire(
+        self, key: str, endpoint: str | None = None, cost: int = 1
+    ) -> RateLimitResult:
+        """:meth:`require` for async code."""
+        result = await self.ahit(key, endpoint, cost)
+        if not result.allowed:
+            raise RateLimitExceeded(key, result.retry_after, result=result)
+        return result
+
+    @property
+    def storage(self) -> str:
+        """Where this limit's state lives: ``"memory"`` or ``"redis"``."""
+        return "memory" if self.store is None else "redis"
 
     def is_allowed(self, key: str, cost: int = 1) -> bool:
         """Counts a hit on ``key`` and says whether it passed."""
@@ -99,7 +165,7 @@ class RateLimiter(_flux.Limiter):
         named = f"name={self.name!r}, " if self.name else ""
         return (
             f"RateLimiter({named}requests={self.requests}, period={self.period:g}, "
-            f"burst={self.burst}, policy={self.policy!r}, storage={self.config.storage!r})"
+            f"burst={self.burst}, policy={self.policy!r}, storage={self.storage!r})"
         )
 
 

@@ -1,20 +1,66 @@
-//! `Limiter`: one rate limit on the embedded store, the base class of `flux.RateLimiter`.
+//! `Limiter`: one rate limit, on the embedded store or on a `RedisStore`; the base class of
+//! `flux.RateLimiter`. Also the multi-limit hits `hit_many` / `ahit_many`.
 
+use crate::python::aio::{self, Job, Ready, Reply, Slot, Work};
 use crate::python::clock::ManualClock;
 use crate::python::errors::to_py;
+use crate::python::redis_store::{resolve, resolve_many, Policy, RedisStore, StoreHandle};
 use crate::python::result::RateLimitResult;
-use flux_core::{AlgorithmKind, Quota};
+use flux_core::store::redis::{Outcome, Source};
+use flux_core::store::Store;
+use flux_core::{AlgorithmKind, Clock, Decision, Error, Quota};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
+use pyo3::types::PyList;
 use std::sync::Arc;
 
-/// One rate limit applied to many keys, on the embedded store.
+/// One rate limit applied to many keys, on the embedded store or, given `store`, in Redis.
 ///
-/// Thread-safe; the GIL is kept around in-memory hits because releasing it costs more than the
-/// hit itself (measured: a hit is ~100 ns, a GIL release/reacquire round ~150 ns).
+/// Thread-safe. On the embedded store the GIL is kept around hits because releasing it costs
+/// more than the hit itself (measured: a hit is ~100 ns, a GIL release/reacquire round
+/// ~150 ns); around every Redis round trip it is released.
 #[pyclass(module = "flux._flux", subclass, frozen)]
 pub struct Limiter {
     inner: Arc<flux_core::Limiter>,
+    redis: Option<RedisBinding>,
+}
+
+/// A Redis-backed limiter's store, failure policy and (tests only) explicit clock.
+struct RedisBinding {
+    store: Py<RedisStore>,
+    policy: Policy,
+    /// Given: hits carry this clock's time instead of Redis's `TIME` (test vectors, replays).
+    clock: Option<Arc<flux_core::ManualClock>>,
+}
+
+/// The store of a Redis-backed limiter's definition (quota, algorithm, prefix). Its hits go
+/// through the process's current `RedisStore` (rebuilt after a fork), never through this.
+struct ViaRedisStore;
+
+impl Store for ViaRedisStore {
+    fn hit(&self, _key: &str, _cost: u64) -> flux_core::Result<Decision> {
+        Err(unbound())
+    }
+
+    fn peek(&self, _key: &str) -> flux_core::Result<Decision> {
+        Err(unbound())
+    }
+
+    fn reset(&self, _key: &str) -> flux_core::Result<()> {
+        Err(unbound())
+    }
+
+    fn len(&self) -> usize {
+        0
+    }
+
+    fn sweep(&self) -> usize {
+        0
+    }
+}
+
+fn unbound() -> Error {
+    Error::InvalidArgument("a Redis-backed limiter is used through its RedisStore".into())
 }
 
 /// A whole number ≥ 1 for `what`, with a message naming it otherwise.
@@ -27,11 +73,91 @@ fn positive(value: i64, what: &str) -> PyResult<u64> {
     Ok(value as u64)
 }
 
+/// Time of `clock` in µs since the epoch (the Redis scripts' unit).
+fn micros(clock: &flux_core::ManualClock) -> u64 {
+    clock.now() / 1000
+}
+
+impl RedisBinding {
+    fn handle(&self) -> &StoreHandle {
+        &self.store.get().handle
+    }
+
+    #[inline(never)]
+    fn hit(
+        &self,
+        py: Python<'_>,
+        limiter: &Arc<flux_core::Limiter>,
+        key: &str,
+        cost: u64,
+    ) -> PyResult<RateLimitResult> {
+        let handle = self.handle();
+        let entered = handle.enter();
+        if !entered.direct && self.clock.is_none() {
+            let dispatcher = handle.dispatcher(py);
+            let slot = Slot::new();
+            dispatcher.submit(Job {
+                work: Work::Hit {
+                    limiter: limiter.clone(),
+                    key: key.to_string(),
+                    cost,
+                },
+                policy: self.policy,
+                reply: Reply::Blocking(slot.clone()),
+            });
+            return py.detach(|| slot.wait()).into_result();
+        }
+        let store = handle.store(py);
+        let outcome = match &self.clock {
+            Some(clock) => {
+                let now = micros(clock);
+                py.detach(|| {
+                    store
+                        .limit_of(limiter)?
+                        .hit_at(key, cost, now)
+                        .map(|decision| Outcome {
+                            decision,
+                            source: Source::Redis,
+                        })
+                })
+            }
+            None => py.detach(|| store.hit(limiter, key, cost)),
+        };
+        resolve(outcome, self.policy, limiter.limit(), cost)
+    }
+
+    fn peek(
+        &self,
+        py: Python<'_>,
+        limiter: &flux_core::Limiter,
+        key: &str,
+    ) -> PyResult<RateLimitResult> {
+        let store = self.handle().store(py);
+        let clock = self.clock.as_deref().map(micros);
+        let outcome = py.detach(|| {
+            let limit = store.limit_of(limiter)?;
+            match clock {
+                Some(now) => limit.peek_at(key, now).map(|decision| Outcome {
+                    decision,
+                    source: Source::Redis,
+                }),
+                None => limit.peek_outcome(key),
+            }
+        });
+        resolve(outcome, self.policy, limiter.limit(), 0)
+    }
+}
+
 #[pymethods]
 impl Limiter {
     #[new]
-    #[pyo3(signature = (requests, period, *, burst=None, policy="gcra", max_keys=None, clock=None, prefix=""))]
+    #[pyo3(signature = (
+        requests, period, *, burst=None, policy="gcra", max_keys=None, clock=None, prefix="",
+        store=None, fail_silently=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         requests: i64,
         period: f64,
         burst: Option<i64>,
@@ -39,6 +165,8 @@ impl Limiter {
         max_keys: Option<i64>,
         clock: Option<PyRef<'_, ManualClock>>,
         prefix: &str,
+        store: Option<Py<RedisStore>>,
+        fail_silently: Option<bool>,
     ) -> PyResult<Self> {
         let requests = positive(requests, "requests")?;
         let burst = burst.map(|b| positive(b, "burst")).transpose()?;
@@ -47,12 +175,42 @@ impl Limiter {
             .transpose()?;
         let quota = Quota::from_secs_f64(requests, period, burst).map_err(to_py)?;
         let kind: AlgorithmKind = policy.parse().map_err(to_py)?;
-        let mut builder = Limiter::builder_for(quota, kind, max_keys, prefix);
-        if let Some(clock) = clock {
-            builder = builder.clock(clock.inner.clone());
+        let builder = flux_core::Limiter::builder(quota)
+            .algorithm(kind)
+            .max_keys(max_keys)
+            .prefix(prefix);
+        let Some(store) = store else {
+            let builder = match clock {
+                Some(clock) => builder.clock(clock.inner.clone()),
+                None => builder,
+            };
+            return Ok(Limiter {
+                inner: Arc::new(builder.build_memory().map_err(to_py)?),
+                redis: None,
+            });
+        };
+        if max_keys.is_some() {
+            return Err(PyValueError::new_err(
+                "invalid argument: max_keys bounds the embedded store; Redis expires idle keys \
+                 itself",
+            ));
         }
+        let inner = builder
+            .build_with(|_, _, _| Ok(Box::new(ViaRedisStore)))
+            .map_err(to_py)?;
+        let handle = &store.get().handle;
+        // The quota must fit the scripts' arithmetic: say so now, not at the first hit.
+        handle.store(py).limit_of(&inner).map_err(to_py)?;
+        let policy = Policy {
+            fail_open: fail_silently.unwrap_or_else(|| handle.fail_silently()),
+        };
         Ok(Limiter {
-            inner: Arc::new(builder.build_memory().map_err(to_py)?),
+            inner: Arc::new(inner),
+            redis: Some(RedisBinding {
+                store,
+                policy,
+                clock: clock.map(|clock| clock.inner.clone()),
+            }),
         })
     }
 
@@ -61,38 +219,121 @@ impl Limiter {
     #[pyo3(signature = (key, endpoint=None, cost=1))]
     fn hit(
         &self,
+        py: Python<'_>,
         key: &str,
         endpoint: Option<&Bound<'_, PyAny>>,
         cost: u64,
     ) -> PyResult<RateLimitResult> {
         let _ = endpoint;
-        self.inner
-            .hit(key, cost)
-            .map(RateLimitResult::from_decision)
-            .map_err(to_py)
+        match &self.redis {
+            None => self
+                .inner
+                .hit(key, cost)
+                .map(RateLimitResult::from_decision)
+                .map_err(to_py),
+            Some(redis) => redis.hit(py, &self.inner, key, cost),
+        }
+    }
+
+    /// `hit` for async callers: an awaitable of the result. On Redis the event loop never
+    /// waits for the round trip, and concurrent calls share pipelined round trips.
+    /// Invalid arguments raise at once; a Redis failure raises when awaited.
+    #[pyo3(signature = (key, endpoint=None, cost=1))]
+    fn ahit(
+        &self,
+        py: Python<'_>,
+        key: String,
+        endpoint: Option<&Bound<'_, PyAny>>,
+        cost: u64,
+    ) -> PyResult<Py<PyAny>> {
+        let _ = endpoint;
+        match &self.redis {
+            Some(redis) if redis.clock.is_none() => {
+                if cost == 0 || cost > self.inner.limit() {
+                    return Err(to_py(Error::InvalidCost {
+                        cost,
+                        capacity: self.inner.limit(),
+                    }));
+                }
+                let dispatcher = redis.handle().dispatcher(py);
+                let work = Work::Hit {
+                    limiter: self.inner.clone(),
+                    key,
+                    cost,
+                };
+                aio::submit(py, &dispatcher, work, redis.policy)
+            }
+            _ => {
+                let result = self.hit(py, &key, None, cost)?;
+                Ok(Ready::of(py, Ok(result))?.into_any())
+            }
+        }
     }
 
     /// What a hit of cost 1 on `key` would see now, without counting it.
-    fn peek(&self, key: &str) -> PyResult<RateLimitResult> {
-        self.inner
-            .peek(key)
-            .map(RateLimitResult::from_decision)
-            .map_err(to_py)
+    fn peek(&self, py: Python<'_>, key: &str) -> PyResult<RateLimitResult> {
+        match &self.redis {
+            None => self
+                .inner
+                .peek(key)
+                .map(RateLimitResult::from_decision)
+                .map_err(to_py),
+            Some(redis) => redis.peek(py, &self.inner, key),
+        }
     }
 
-    /// Puts `key` back to full capacity.
-    fn reset(&self, key: &str) -> PyResult<()> {
-        self.inner.reset(key).map_err(to_py)
+    /// Puts `key` back to full capacity. On Redis a failure always raises
+    /// `flux.ConnectionError`, whatever the failure policy.
+    fn reset(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+        match &self.redis {
+            None => self.inner.reset(key).map_err(to_py),
+            Some(redis) => {
+                let store = redis.handle().store(py);
+                let inner = &*self.inner;
+                py.detach(|| store.limit_of(inner)?.reset_key(key))
+                    .map_err(to_py)
+            }
+        }
     }
 
-    /// Forgets every key that is back to full capacity; returns how many were dropped.
+    /// Forgets every key that is back to full capacity; returns how many were dropped (Redis
+    /// expires such keys itself: 0).
     fn sweep(&self) -> usize {
         self.inner.store().sweep()
     }
 
-    /// Number of keys currently held.
-    fn __len__(&self) -> usize {
-        self.inner.store().len()
+    /// Number of keys currently held (on Redis a SCAN of this limit's keys: for diagnostics,
+    /// not for hot paths; raises `flux.ConnectionError` when Redis cannot be reached).
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        match &self.redis {
+            None => Ok(self.inner.store().len()),
+            Some(redis) => {
+                let store = redis.handle().store(py);
+                let inner = &*self.inner;
+                py.detach(|| store.limit_of(inner)?.count_keys())
+                    .map_err(to_py)
+            }
+        }
+    }
+
+    /// Hits several limits at once, atomically (see the module function `hit_many`).
+    #[staticmethod]
+    #[pyo3(name = "hit_many")]
+    fn hit_many_static(
+        py: Python<'_>,
+        items: Vec<(PyRef<'_, Limiter>, String, u64)>,
+    ) -> PyResult<Vec<RateLimitResult>> {
+        hit_many(py, items)
+    }
+
+    /// `hit_many` for async callers (see the module function `ahit_many`).
+    #[staticmethod]
+    #[pyo3(name = "ahit_many")]
+    fn ahit_many_static(
+        py: Python<'_>,
+        items: Vec<(PyRef<'_, Limiter>, String, u64)>,
+    ) -> PyResult<Py<PyAny>> {
+        ahit_many(py, items)
     }
 
     /// Requests N per period.
@@ -125,35 +366,160 @@ impl Limiter {
         self.inner.limit()
     }
 
-    /// The prefix naming this limit's keys.
+    /// The prefix naming this limit's keys (on Redis, the store's `key_prefix` included).
     #[getter]
-    fn prefix(&self) -> &str {
-        self.inner.prefix()
+    fn prefix(&self) -> String {
+        match &self.redis {
+            None => self.inner.prefix().to_string(),
+            Some(redis) => format!("{}{}", redis.handle().key_prefix(), self.inner.prefix()),
+        }
+    }
+
+    /// The `RedisStore` holding this limit's state; None on the embedded store.
+    #[getter]
+    fn store(&self, py: Python<'_>) -> Option<Py<RedisStore>> {
+        self.redis.as_ref().map(|redis| redis.store.clone_ref(py))
+    }
+
+    /// The failure policy on Redis: True lets hits pass when Redis fails (flagged
+    /// `fail_open`), False raises `flux.ConnectionError`; None on the embedded store.
+    #[getter]
+    fn fail_silently(&self) -> Option<bool> {
+        self.redis.as_ref().map(|redis| redis.policy.fail_open)
     }
 }
 
-impl Limiter {
-    fn builder_for(
-        quota: Quota,
-        kind: AlgorithmKind,
-        max_keys: Option<usize>,
-        prefix: &str,
-    ) -> flux_core::LimiterBuilder {
-        flux_core::Limiter::builder(quota)
-            .algorithm(kind)
-            .max_keys(max_keys)
-            .prefix(prefix)
+/// Where a multi-limit hit goes.
+enum Group<'a> {
+    Memory,
+    Redis(&'a RedisBinding),
+}
+
+fn group<'a>(items: &'a [(PyRef<'_, Limiter>, String, u64)]) -> PyResult<Group<'a>> {
+    let Some((first, _, _)) = items.first() else {
+        return Err(to_py(Error::InvalidArgument(
+            "a multi-limit hit needs at least one limit".into(),
+        )));
+    };
+    let mixed = || {
+        PyValueError::new_err(
+            "invalid argument: a multi-limit hit needs every limiter on one store: all on the \
+             embedded store, or all on the same RedisStore",
+        )
+    };
+    match &first.redis {
+        None => {
+            if items.iter().any(|(l, _, _)| l.redis.is_some()) {
+                return Err(mixed());
+            }
+            Ok(Group::Memory)
+        }
+        Some(redis) => {
+            let handle = &redis.store.get().handle;
+            let same = items.iter().all(|(l, _, _)| {
+                l.redis
+                    .as_ref()
+                    .is_some_and(|r| std::ptr::eq(&*r.store.get().handle, &**handle))
+            });
+            if !same {
+                return Err(mixed());
+            }
+            Ok(Group::Redis(redis))
+        }
     }
+}
+
+/// The failure policy of a multi-limit hit: fail open only if every limit does.
+fn joint_policy(items: &[(PyRef<'_, Limiter>, String, u64)]) -> Policy {
+    Policy {
+        fail_open: items
+            .iter()
+            .all(|(l, _, _)| l.redis.as_ref().is_some_and(|r| r.policy.fail_open)),
+    }
+}
+
+fn capacities(items: &[(PyRef<'_, Limiter>, String, u64)]) -> Vec<(u64, u64)> {
+    items
+        .iter()
+        .map(|(l, _, cost)| (l.inner.limit(), *cost))
+        .collect()
 }
 
 /// Hits several limits at once, atomically: every limit passes and all are consumed, or none
 /// is. `items` are `(limiter, key, cost)`; the results come back in order, and the batch passed
 /// iff every result is allowed (a limit that would have passed in a denied batch reports
 /// `allowed=True` with nothing taken from it).
+///
+/// All limiters must be on the embedded store, or all on the same `RedisStore` (then it is one
+/// script, one round trip; on a cluster every key must be the same identity). A Redis failure
+/// fails open only if every limiter's policy says so.
 #[pyfunction]
-pub fn hit_many(items: Vec<(PyRef<'_, Limiter>, String, u64)>) -> PyResult<Vec<RateLimitResult>> {
-    let batch: Vec<(&flux_core::Limiter, &str, u64)> =
-        items.iter().map(|(limiter, key, cost)| (limiter.inner.as_ref(), key.as_str(), *cost)).collect();
-    let decisions = flux_core::hit_many(&batch).map_err(to_py)?;
-    Ok(decisions.into_iter().map(RateLimitResult::from_decision).collect())
+pub fn hit_many(
+    py: Python<'_>,
+    items: Vec<(PyRef<'_, Limiter>, String, u64)>,
+) -> PyResult<Vec<RateLimitResult>> {
+    match group(&items)? {
+        Group::Memory => {
+            let batch: Vec<(&flux_core::Limiter, &str, u64)> = items
+                .iter()
+                .map(|(limiter, key, cost)| (limiter.inner.as_ref(), key.as_str(), *cost))
+                .collect();
+            let decisions = flux_core::hit_many(&batch).map_err(to_py)?;
+            Ok(decisions
+                .into_iter()
+                .map(RateLimitResult::from_decision)
+                .collect())
+        }
+        Group::Redis(redis) => {
+            let store = redis.handle().store(py);
+            let batch: Vec<(&flux_core::Limiter, &str, u64)> = items
+                .iter()
+                .map(|(limiter, key, cost)| (limiter.inner.as_ref(), key.as_str(), *cost))
+                .collect();
+            let clock = redis.clock.as_deref().map(micros);
+            let outcome = py.detach(|| match clock {
+                Some(now) => store.hit_many_at(&batch, now),
+                None => store.hit_many(&batch),
+            });
+            resolve_many(outcome, joint_policy(&items), &capacities(&items))
+        }
+    }
+}
+
+/// `hit_many` for async callers: an awaitable of the list of results. On Redis the round
+/// trip runs on the store's I/O threads while the event loop goes on.
+#[pyfunction]
+pub fn ahit_many(
+    py: Python<'_>,
+    items: Vec<(PyRef<'_, Limiter>, String, u64)>,
+) -> PyResult<Py<PyAny>> {
+    match group(&items)? {
+        Group::Redis(redis) if redis.clock.is_none() => {
+            for (limiter, _, cost) in &items {
+                if *cost == 0 || *cost > limiter.inner.limit() {
+                    return Err(to_py(Error::InvalidCost {
+                        cost: *cost,
+                        capacity: limiter.inner.limit(),
+                    }));
+                }
+            }
+            let dispatcher = redis.handle().dispatcher(py);
+            let policy = joint_policy(&items);
+            let work = Work::Many {
+                items: items
+                    .iter()
+                    .map(|(limiter, key, cost)| (limiter.inner.clone(), key.clone(), *cost))
+                    .collect(),
+            };
+            aio::submit(py, &dispatcher, work, policy)
+        }
+        _ => {
+            let results = hit_many(py, items)?;
+            let list = PyList::empty(py);
+            for result in results {
+                list.append(Py::new(py, result)?)?;
+            }
+            Ok(Py::new(py, Ready::new(Ok(list.into_any().unbind())))?.into_any())
+        }
+    }
 }

@@ -1,12 +1,16 @@
 //! The pyo3 module `flux._flux`: thin classes over flux-core. Conversion and error mapping
 //! only; every decision is made by the core.
 
+mod aio;
 mod clock;
 mod errors;
 mod limiter;
+mod logging;
+mod redis_store;
 mod result;
 
 use pyo3::prelude::*;
+use pyo3::types::IntoPyDict;
 
 /// The native half of flux. Use the `flux` package, which re-exports what is public.
 #[pymodule]
@@ -16,6 +20,15 @@ fn _flux(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<limiter::Limiter>()?;
     m.add_class::<result::RateLimitResult>()?;
     m.add_class::<clock::ManualClock>()?;
+    m.add_class::<redis_store::RedisStore>()?;
     m.add_function(wrap_pyfunction!(limiter::hit_many, m)?)?;
+    m.add_function(wrap_pyfunction!(limiter::ahit_many, m)?)?;
+    let after_fork = wrap_pyfunction!(redis_store::_after_fork_in_child, m)?;
+    m.py().import("os")?.call_method(
+        "register_at_fork",
+        (),
+        Some(&[("after_in_child", after_fork)].into_py_dict(m.py())?),
+    )?;
+    logging::install();
     Ok(())
 }

@@ -1,7 +1,46 @@
 //! `RateLimitResult`: one decision, as Python sees it.
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+
+/// Where a decision came from (the `source` attribute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The embedded store.
+    Memory,
+    /// Redis decided (one round trip).
+    Redis,
+    /// The Redis store's local deny cache (Redis denied this key moments ago).
+    DenyCache,
+    /// Redis failed and the failure policy let the hit pass unchecked.
+    FailOpen,
+}
+
+impl Origin {
+    const NAMES: [(&'static str, Origin); 4] = [
+        ("memory", Origin::Memory),
+        ("redis", Origin::Redis),
+        ("deny_cache", Origin::DenyCache),
+        ("fail_open", Origin::FailOpen),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize].0
+    }
+
+    fn parse(name: &str) -> PyResult<Origin> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, origin)| *origin)
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "invalid source {name:?}: expected one of memory, redis, deny_cache, fail_open"
+                ))
+            })
+    }
+}
 
 /// The outcome of one hit (or peek). Times are float seconds; `bool(result)` is `allowed`.
 #[pyclass(module = "flux._flux", frozen, subclass, freelist = 64)]
@@ -21,16 +60,25 @@ pub struct RateLimitResult {
     /// The capacity (burst for bucket algorithms, requests for window algorithms).
     #[pyo3(get)]
     pub limit: u64,
+    /// Where the decision came from.
+    pub origin: Origin,
 }
 
 impl RateLimitResult {
+    #[inline]
     pub fn from_decision(d: flux_core::Decision) -> Self {
+        Self::from_origin(d, Origin::Memory)
+    }
+
+    #[inline]
+    pub fn from_origin(d: flux_core::Decision, origin: Origin) -> Self {
         RateLimitResult {
             allowed: d.allowed,
             remaining: d.remaining,
             reset_after: d.reset_after_secs(),
             retry_after: d.retry_after_secs(),
             limit: d.limit,
+            origin,
         }
     }
 }
@@ -43,21 +91,37 @@ fn ceil_secs(seconds: f64) -> u64 {
 #[pymethods]
 impl RateLimitResult {
     #[new]
-    #[pyo3(signature = (allowed, remaining=0, reset_after=0.0, retry_after=0.0, limit=0))]
+    #[pyo3(signature = (allowed, remaining=0, reset_after=0.0, retry_after=0.0, limit=0, *, source="memory"))]
     fn new(
         allowed: bool,
         remaining: u64,
         reset_after: Option<f64>,
         retry_after: Option<f64>,
         limit: u64,
-    ) -> Self {
-        RateLimitResult {
+        source: &str,
+    ) -> PyResult<Self> {
+        Ok(RateLimitResult {
             allowed,
             remaining,
             reset_after: reset_after.unwrap_or(0.0),
             retry_after: retry_after.unwrap_or(0.0),
             limit,
-        }
+            origin: Origin::parse(source)?,
+        })
+    }
+
+    /// Where the decision came from: `"memory"` (the embedded store), `"redis"`,
+    /// `"deny_cache"` (Redis denied this key moments ago; no round trip) or `"fail_open"`.
+    #[getter]
+    fn source(&self) -> &'static str {
+        self.origin.name()
+    }
+
+    /// True when Redis failed and the hit was let through unchecked (`fail_silently`): nothing
+    /// was counted.
+    #[getter]
+    fn fail_open(&self) -> bool {
+        self.origin == Origin::FailOpen
     }
 
     /// How much of the capacity is in use (limit − remaining).
@@ -92,17 +156,23 @@ impl RateLimitResult {
             (o.allowed, o.remaining, o.limit) == (self.allowed, self.remaining, self.limit)
                 && o.reset_after == self.reset_after
                 && o.retry_after == self.retry_after
+                && (o.origin == Origin::FailOpen) == (self.origin == Origin::FailOpen)
         })
     }
 
     fn __repr__(&self) -> String {
         format!(
-            "RateLimitResult(allowed={}, remaining={}, limit={}, reset_after={:.6}, retry_after={:.6})",
+            "RateLimitResult(allowed={}, remaining={}, limit={}, reset_after={:.6}, retry_after={:.6}{})",
             if self.allowed { "True" } else { "False" },
             self.remaining,
             self.limit,
             self.reset_after,
-            self.retry_after
+            self.retry_after,
+            if self.origin == Origin::FailOpen {
+                ", fail_open=True"
+            } else {
+                ""
+            }
         )
     }
 }
