@@ -79,7 +79,7 @@ lint: venv  ## rustfmt, clippy -D warnings, ruff, stub check
 	$(PY) -m mypy.stubtest flux._flux
 
 .PHONY: bench
-bench: build-dev  ## Benchmarks: criterion core, Python vs other limiters, C ABI
+bench: build-dev redis-server  ## Benchmarks: criterion core, Python vs other limiters, C ABI
 	$(CARGO) bench -p flux-core --bench core
 	bash benches/python/run.sh
 	bash tests/c/bench.sh
@@ -87,4 +87,4 @@ bench: build-dev  ## Benchmarks: criterion core, Python vs other limiters, C ABI
 .PHONY: clean
 clean:  ## Remove build products and the virtualenvs
 	$(CARGO) clean
-	rm -rf $(VENV) .bench-venv
+	rm -rf $(VENV) .bench-venv .bench-venv-fluxlimiter

@@ -85,6 +85,7 @@ policy = "gcra"
 requests = 100                  # requests allowed ...
 period = 60                     # ... per this many seconds (may be a fraction: 0.5)
 # burst = 100                   # hits allowed at once (default: requests)
+# fail_silently = false         # Redis down: this limit's own policy (default: [flux]'s)
 
 # -----------------------------------------------------------------------------
 # Named limits: @rate_limit("strict"), RateLimiter.from_config("strict").

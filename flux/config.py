@@ -286,6 +286,8 @@ class LimitConfig:
 
     ``burst`` (the capacity) defaults to ``requests``. ``period`` may be a float (0.5 s). Field
     order matches flux-limiter's ``RateLimitDefaults(requests, period, burst)``.
+    ``fail_silently`` (Redis only) overrides ``[flux] fail_silently`` for this limit; ``None``
+    follows it. Named limits inherit it from ``[rate_limit]`` like the rest.
     """
 
     _SECTION: ClassVar[str] = SECTION_RATE_LIMIT
@@ -294,6 +296,9 @@ class LimitConfig:
     period: int | float = field(default=60, metadata=_check(checks.seconds))
     burst: int | None = field(default=None, metadata=_check(checks.optional(checks.integer(1))))
     policy: RateLimitPolicy = field(default=RateLimitPolicy.GCRA, metadata=_check(_policy))
+    fail_silently: bool | None = field(
+        default=None, metadata=_check(checks.optional(checks.boolean))
+    )
 
     def __post_init__(self) -> None:
         _settle(self, self._SECTION)
@@ -508,6 +513,7 @@ def _limit(
         kwargs.setdefault("requests", base.requests)
         kwargs.setdefault("period", base.period)
         kwargs.setdefault("policy", base.policy)
+        kwargs.setdefault("fail_silently", base.fail_silently)
         if "burst" not in table and "requests" not in table:
             kwargs["burst"] = base.burst
     return _construct(LimitConfig, kwargs, path)

@@ -131,6 +131,7 @@ def test_template_shows_the_defaults() -> None:
         "flux.max_keys",
         "flux.storage",
         "flux.ipv6_prefix",
+        "rate_limit.fail_silently",
     }
     classes = {
         "redis": RedisConfig,

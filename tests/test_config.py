@@ -88,6 +88,7 @@ DEFAULTS = [
     ("rate_limit", "requests", 100),
     ("rate_limit", "period", 60),
     ("rate_limit", "burst", 100),
+    ("rate_limit", "fail_silently", None),
 ]
 
 
@@ -465,6 +466,7 @@ BAD_VALUES = [
     ("[flux]\nmax_keys = 0", "flux.max_keys", "an integer >= 1"),
     ('[flux]\nheaders_on_success = "true"', "flux.headers_on_success", "true or false"),
     ("[flux]\nipv6_prefix = 129", "flux.ipv6_prefix", "128"),
+    ('[rate_limit]\nfail_silently = "no"', "rate_limit.fail_silently", "true or false"),
     ("[flux]\nipv6_prefix = 0", "flux.ipv6_prefix", "1"),
     ('[flux]\nforwarded_header = "X-Real-IP"', "flux.forwarded_header", "Forwarded"),
     ('[analytics]\nenabled = "no"', "analytics.enabled", "true or false"),

@@ -21,6 +21,7 @@ keys=${BENCH_KEYS:-1000000}
 
 # Pinned so that runs months apart compare the same competitors.
 limits_req='limits==5.8.0'
+redis_req='redis==8.1.0' # limits needs redis-py for its Redis storage
 rpl_req='rust-py-rate-limit==0.3.1'
 
 vpy="$venv/bin/python"
@@ -32,12 +33,12 @@ pyversion() { "$1" -c 'import sys; print(sys.version)'; }
 started=$SECONDS
 
 # 1. The virtualenv and the competitors.
-deps_id="$(pyversion "$python") | $limits_req"
+deps_id="$(pyversion "$python") | $limits_req | $redis_req"
 if [[ ! -x $vpy || ! -f $venv/.bench-deps || $(cat "$venv/.bench-deps") != "$deps_id" ]]; then
     echo "== creating $venv =="
     rm -rf "$venv"
     "$python" -m venv "$venv"
-    pip install "$limits_req"
+    pip install "$limits_req" "$redis_req"
     echo "$deps_id" >"$venv/.bench-deps"
 fi
 if ! importable rust_py_rate_limit; then
@@ -95,5 +96,7 @@ echo
 bench bench_memory_per_key.py
 echo
 bench bench_analytics.py
+echo
+bench bench_redis.py
 echo
 echo "Python benchmarks took $((SECONDS - started)) s in all"
