@@ -57,7 +57,7 @@ test-python: build-dev redis-server  ## Python tests against the built module
 	$(PY) -m pytest -q
 
 .PHONY: test-c
-test-c: redis-server  ## C and C++ programs against libflux (sanitizers, valgrind)
+test-c: build-dev redis-server  ## C and C++ programs against libflux (sanitizers, valgrind)
 	bash tests/c/run.sh
 
 .PHONY: header

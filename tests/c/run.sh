@@ -150,8 +150,22 @@ start_redis() {
     return 1
 }
 run "redis-server: start" start_redis
+# One limit, two languages: 60 hits from C and 60 from Python against 100 per hour on one
+# Redis key must pass exactly 100 in total. Python is the project's virtualenv (make build-dev).
+python=${FLUX_PYTHON:-$repo/.venv/bin/python}
+interop() {
+    local key_prefix="flux-interop:$$:" c_allowed py_allowed
+    c_allowed=$("$build/interop" "$FLUX_TEST_REDIS_URL" "$key_prefix" "interop:" client 60) || return 1
+    py_allowed=$("$python" tests/c/interop.py "$FLUX_TEST_REDIS_URL" "$key_prefix" client 60) ||
+        return 1
+    echo "allowed: $c_allowed from C + $py_allowed from Python"
+    [[ $((c_allowed + py_allowed)) -eq 100 && $c_allowed -eq 60 ]]
+}
 if [[ -n "${FLUX_TEST_REDIS_URL:-}" ]]; then
     run_program test_redis
+    run "interop: build" "$CC" "${c_flags[@]}" -O1 tests/c/interop.c -o "$build/interop" \
+        "${shared[@]}"
+    run "interop: C and Python share one limit on one Redis" interop
 else
     run "test_redis: no redis-server" false
 fi
