@@ -74,8 +74,9 @@ header-check: header  ## Fail if include/flux.h is not what the code generates
 lint: venv  ## rustfmt, clippy -D warnings, ruff, stub check
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(VENV)/bin/ruff check flux tests
-	$(VENV)/bin/ruff format --check flux tests
+	$(CARGO) clippy -p flux-ffi --no-default-features --features python -- -D warnings
+	$(VENV)/bin/ruff check flux tests benches
+	$(VENV)/bin/ruff format --check flux tests benches
 	$(PY) -m mypy.stubtest flux._flux
 
 .PHONY: bench
