@@ -22,6 +22,8 @@ keys=${BENCH_KEYS:-1000000}
 # Pinned so that runs months apart compare the same competitors.
 limits_req='limits==5.8.0'
 redis_req='redis==8.1.0' # limits needs redis-py for its Redis storage
+# The decorator benchmark's frameworks and competitors.
+web_reqs=('Flask==3.1.3' 'Werkzeug==3.1.9' 'fastapi==0.165.0' 'starlette==1.10.0' 'Flask-Limiter==4.1.1' 'slowapi==0.1.10')
 rpl_req='rust-py-rate-limit==0.3.1'
 
 vpy="$venv/bin/python"
@@ -33,12 +35,12 @@ pyversion() { "$1" -c 'import sys; print(sys.version)'; }
 started=$SECONDS
 
 # 1. The virtualenv and the competitors.
-deps_id="$(pyversion "$python") | $limits_req | $redis_req"
+deps_id="$(pyversion "$python") | $limits_req | $redis_req | ${web_reqs[*]}"
 if [[ ! -x $vpy || ! -f $venv/.bench-deps || $(cat "$venv/.bench-deps") != "$deps_id" ]]; then
     echo "== creating $venv =="
     rm -rf "$venv"
     "$python" -m venv "$venv"
-    pip install "$limits_req" "$redis_req"
+    pip install "$limits_req" "$redis_req" "${web_reqs[@]}"
     echo "$deps_id" >"$venv/.bench-deps"
 fi
 if ! importable rust_py_rate_limit; then
@@ -98,5 +100,7 @@ echo
 bench bench_analytics.py
 echo
 bench bench_redis.py
+echo
+bench bench_decorators.py
 echo
 echo "Python benchmarks took $((SECONDS - started)) s in all"
