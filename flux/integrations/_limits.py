@@ -385,6 +385,26 @@ def _names(rules: list[Rule]) -> list[str]:
     return [rule.bucket for rule in rules]
 
 
+def _report_failure(
+    chosen: Plan, error: BaseException, started: float, endpoint: str | None
+) -> None:
+    """Report a hit that raised (fail closed) to analytics, for sync and async alike."""
+    report_error(_names(chosen.rules), chosen.identities, error, perf_counter() - started, endpoint)
+
+
+def _checked(
+    chosen: Plan,
+    results: Any,
+    started: float,
+    endpoint: str | None,
+    integration: Integration | None,
+    request: Any,
+) -> Check:
+    """Report the decisions to analytics and wrap them, for sync and async alike."""
+    report(_names(chosen.rules), chosen.identities, results, perf_counter() - started, endpoint)
+    return Check(chosen.rules, chosen.identities, results, _state(integration, request))
+
+
 def evaluate(
     rules: Sequence[Rule],
     integration: Integration | None,
@@ -401,12 +421,9 @@ def evaluate(
     try:
         results = hit_all(chosen.items, endpoint)
     except Exception as error:
-        report_error(
-            _names(chosen.rules), chosen.identities, error, perf_counter() - started, endpoint
-        )
+        _report_failure(chosen, error, started, endpoint)
         raise
-    report(_names(chosen.rules), chosen.identities, results, perf_counter() - started, endpoint)
-    return Check(chosen.rules, chosen.identities, results, _state(integration, request))
+    return _checked(chosen, results, started, endpoint, integration, request)
 
 
 async def aevaluate(
@@ -425,9 +442,6 @@ async def aevaluate(
     try:
         results = await ahit_all(chosen.items, endpoint)
     except Exception as error:
-        report_error(
-            _names(chosen.rules), chosen.identities, error, perf_counter() - started, endpoint
-        )
+        _report_failure(chosen, error, started, endpoint)
         raise
-    report(_names(chosen.rules), chosen.identities, results, perf_counter() - started, endpoint)
-    return Check(chosen.rules, chosen.identities, results, _state(integration, request))
+    return _checked(chosen, results, started, endpoint, integration, request)
