@@ -41,7 +41,7 @@ mod scripts;
 
 pub use breaker::BreakerState;
 pub use config::RedisConfig;
-pub use scripts::{multi_source, single_source};
+pub use scripts::{batch_source, multi_source, single_source};
 
 use crate::store::Store;
 use crate::{AlgorithmKind, Decision, Error, Limiter, Quota, Result};
@@ -55,6 +55,12 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The most hits one EVALSHA of the batch script decides. Larger batches go as several
+/// EVALSHAs in one pipeline: the script's fixed cost is spread thin already at this size, and
+/// Redis, which runs one script at a time, stays responsive to other clients (a chunk takes
+/// well under a millisecond).
+pub const SCRIPT_BATCH: usize = 128;
 
 /// Where a decision came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +126,15 @@ struct Counters {
     errors: AtomicU64,
     fail_open: AtomicU64,
     deny_cache_hits: AtomicU64,
+}
+
+/// One hit of a batch on its way to Redis.
+struct Queued {
+    /// Its place in the caller's list.
+    index: usize,
+    spec: LimitSpec,
+    redis_key: String,
+    cost: u64,
 }
 
 /// Why a request to Redis failed.
@@ -270,71 +285,54 @@ impl RedisStore {
         self.multi(hits, Some(now_us))
     }
 
-    /// Independent hits (each with its own decision, not atomic together) sent as one
-    /// pipeline: one round trip for all on a single server; one by one on a cluster. Hits the
-    /// deny cache answers are not sent.
+    /// Independent hits (each with its own decision, not atomic together), decided by the
+    /// batch script: in chunks of at most [`SCRIPT_BATCH`] hits per EVALSHA, all chunks in one
+    /// pipeline, so one round trip on a single server. On a cluster a chunk holds the keys of
+    /// one hash slot, and chunks go one by one. Hits the deny cache answers are not sent.
+    ///
+    /// Each hit gets exactly the decision the one-limit script would give it, in the order
+    /// given, except that every hit of a chunk sees the same server time. A hit Redis refuses
+    /// (a key of the wrong type, maxmemory) fails alone, as configured, and the others stand.
     pub fn hit_batch(&self, hits: &[(&Limiter, &str, u64)]) -> Vec<Result<Outcome>> {
         let shared = &self.shared;
-        let scripts = Scripts::get();
         let mut results: Vec<Option<Result<Outcome>>> = Vec::with_capacity(hits.len());
-        let mut sent = Vec::new();
-        let mut calls = Vec::new();
-        for (i, (limiter, key, cost)) in hits.iter().enumerate() {
-            let limit = match self.limit_of(limiter) {
-                Ok(limit) => limit,
-                Err(err) => {
-                    results.push(Some(Err(err)));
-                    continue;
+        let mut queued = Vec::new();
+        for (index, &(limiter, key, cost)) in hits.iter().enumerate() {
+            match self.queue(index, limiter, key, cost, true) {
+                Ok(hit) => {
+                    results.push(None);
+                    queued.push(hit);
                 }
-            };
-            if let Err(err) = limit.check_cost(*cost) {
-                results.push(Some(Err(err)));
-                continue;
+                Err(answered) => results.push(Some(answered)),
             }
-            let redis_key = limit.redis_key(key);
-            if let Some(decision) = shared.deny_check(&redis_key, *cost) {
-                results.push(Some(Ok(Outcome {
-                    decision,
-                    source: Source::DenyCache,
-                })));
-                continue;
-            }
-            results.push(None);
-            let loaded = scripts.single(limit.spec.kind);
-            let cmd = limit.evalsha(&redis_key, "hit", *cost, None);
-            calls.push((&loaded.script, loaded.code.as_str(), cmd));
-            sent.push((i, limit, redis_key, *cost));
         }
-        if !calls.is_empty() {
+        if !queued.is_empty() {
             let started = shared.deny_now();
-            match shared.run(|conn| conn.eval_pipeline(&calls)) {
+            match self.send_batch(&queued, None) {
                 Ok(replies) => {
-                    for ((i, limit, redis_key, cost), reply) in sent.into_iter().zip(replies) {
-                        results[i] = Some(
-                            reply
-                                .and_then(|value| {
-                                    scripts::single_decision(&value, limit.spec.limit)
+                    for (hit, reply) in queued.iter().zip(replies) {
+                        results[hit.index] = Some(match reply {
+                            Ok(decision) => {
+                                shared.deny_learn(&hit.redis_key, hit.cost, started, &decision);
+                                Ok(Outcome {
+                                    decision,
+                                    source: Source::Redis,
                                 })
-                                .map(|decision| {
-                                    shared.deny_learn(&redis_key, cost, started, &decision);
-                                    Outcome {
-                                        decision,
-                                        source: Source::Redis,
-                                    }
-                                })
-                                .or_else(|err| {
-                                    let failure = shared.rejected(&err, &redis_key);
-                                    shared.fail(failure, limit.spec.limit, cost)
-                                }),
-                        );
+                            }
+                            Err(err) => shared.fail(
+                                shared.rejected(&err, &hit.redis_key),
+                                hit.spec.limit,
+                                hit.cost,
+                            ),
+                        });
                     }
                 }
                 Err(failure) => {
-                    for (i, limit, _, cost) in sent {
+                    for hit in &queued {
                         let failure = Failure {
                             message: failure.message.clone(),
                         };
-                        results[i] = Some(shared.fail(failure, limit.spec.limit, cost));
+                        results[hit.index] = Some(shared.fail(failure, hit.spec.limit, hit.cost));
                     }
                 }
             }
@@ -343,6 +341,139 @@ impl RedisStore {
             .into_iter()
             .map(|r| r.expect("every hit has a result"))
             .collect()
+    }
+
+    /// [`Self::hit_batch`] at an explicit time (µs since the epoch) instead of the server's,
+    /// for replays and tests: bypasses the deny cache; failures are always errors.
+    pub fn hit_batch_at(
+        &self,
+        hits: &[(&Limiter, &str, u64)],
+        now_us: u64,
+    ) -> Vec<Result<Decision>> {
+        let mut results: Vec<Option<Result<Decision>>> = Vec::with_capacity(hits.len());
+        let mut queued = Vec::new();
+        for (index, &(limiter, key, cost)) in hits.iter().enumerate() {
+            match self.queue(index, limiter, key, cost, false) {
+                Ok(hit) => {
+                    results.push(None);
+                    queued.push(hit);
+                }
+                Err(answered) => results.push(Some(answered.map(|outcome| outcome.decision))),
+            }
+        }
+        if !queued.is_empty() {
+            let replies = self
+                .send_batch(&queued, Some(now_us))
+                .map_err(|failure| Error::Store(failure.message));
+            for (n, hit) in queued.iter().enumerate() {
+                results[hit.index] = Some(match &replies {
+                    Ok(replies) => replies[n].clone().map_err(|err| {
+                        Error::Store(self.shared.rejected(&err, &hit.redis_key).message)
+                    }),
+                    Err(err) => Err(err.clone()),
+                });
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.expect("every hit has a result"))
+            .collect()
+    }
+
+    /// A hit of a batch ready to send, or (`Err`) its result when none is needed: an invalid
+    /// cost, or (with `deny_cache`) a key the deny cache answers.
+    fn queue(
+        &self,
+        index: usize,
+        limiter: &Limiter,
+        key: &str,
+        cost: u64,
+        deny_cache: bool,
+    ) -> std::result::Result<Queued, Result<Outcome>> {
+        let limit = self.limit_of(limiter).map_err(Err)?;
+        limit.check_cost(cost).map_err(Err)?;
+        let redis_key = limit.redis_key(key);
+        if deny_cache {
+            if let Some(decision) = self.shared.deny_check(&redis_key, cost) {
+                return Err(Ok(Outcome {
+                    decision,
+                    source: Source::DenyCache,
+                }));
+            }
+        }
+        Ok(Queued {
+            index,
+            spec: limit.spec,
+            redis_key,
+            cost,
+        })
+    }
+
+    /// Sends `queued` through the batch script, one EVALSHA per chunk, every chunk in one
+    /// pipeline; each hit's decision or the error Redis gave for it alone, in order. `Err`
+    /// when the round trip itself failed (nothing known about any hit).
+    fn send_batch(
+        &self,
+        queued: &[Queued],
+        now_us: Option<u64>,
+    ) -> std::result::Result<Vec<std::result::Result<Decision, RedisError>>, Failure> {
+        let batch = &Scripts::get().batch;
+        let chunks = self.chunks(queued);
+        let calls: Vec<(&redis::Script, &str, Cmd)> = chunks
+            .iter()
+            .map(|chunk| {
+                (
+                    &batch.script,
+                    batch.code.as_str(),
+                    batch_cmd(queued, chunk, now_us),
+                )
+            })
+            .collect();
+        let replies = self.shared.run(|conn| conn.eval_pipeline(&calls))?;
+        let mut out: Vec<Option<std::result::Result<Decision, RedisError>>> =
+            (0..queued.len()).map(|_| None).collect();
+        for (chunk, reply) in chunks.iter().zip(replies) {
+            let limits: Vec<u64> = chunk.iter().map(|&i| queued[i].spec.limit).collect();
+            match reply.and_then(|value| scripts::batch_decisions(value, &limits)) {
+                Ok(decisions) => {
+                    for (&i, decision) in chunk.iter().zip(decisions) {
+                        out[i] = Some(decision);
+                    }
+                }
+                Err(err) => {
+                    for &i in chunk {
+                        out[i] = Some(Err(err.clone()));
+                    }
+                }
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.expect("every chunk is answered"))
+            .collect())
+    }
+
+    /// `queued` split into the chunks of the batch script (indices into `queued`, in order):
+    /// at most [`SCRIPT_BATCH`] hits each and, on a cluster, the keys of one hash slot each (a
+    /// script may only touch keys of one slot there).
+    fn chunks(&self, queued: &[Queued]) -> Vec<Vec<usize>> {
+        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+        for (i, hit) in queued.iter().enumerate() {
+            let slot = if self.shared.cluster {
+                key_slot(&hit.redis_key)
+            } else {
+                0
+            };
+            match groups
+                .iter_mut()
+                .rev()
+                .find(|(s, chunk)| *s == slot && chunk.len() < SCRIPT_BATCH)
+            {
+                Some((_, chunk)) => chunk.push(i),
+                None => groups.push((slot, vec![i])),
+            }
+        }
+        groups.into_iter().map(|(_, chunk)| chunk).collect()
     }
 
     /// Counters and the breaker's state.
@@ -850,6 +981,28 @@ impl Shared {
             );
         }
     }
+}
+
+/// The batch script's EVALSHA for the hits `chunk` (indices into `queued`).
+fn batch_cmd(queued: &[Queued], chunk: &[usize], now_us: Option<u64>) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(Scripts::get().batch.script.get_hash())
+        .arg(chunk.len());
+    for &i in chunk {
+        cmd.arg(&queued[i].redis_key);
+    }
+    match now_us {
+        Some(now) => cmd.arg(now),
+        None => cmd.arg(""),
+    };
+    for &i in chunk {
+        let hit = &queued[i];
+        cmd.arg(hit.spec.kind.name())
+            .arg(hit.cost)
+            .arg(hit.spec.p1)
+            .arg(hit.spec.p2);
+    }
+    cmd
 }
 
 /// `text` with the glob characters of SCAN MATCH escaped.

@@ -1,9 +1,10 @@
 //! The Lua scripts, assembled from the files in `lua/`, and the translation of a limit into
 //! script arguments and of a script's reply into a [`Decision`].
 //!
-//! One script per algorithm (`common.lua` + `<algorithm>.lua` + `single.lua`) and one for
-//! several limits at once (`common.lua` + all six + `multi.lua`). Each is sent as EVALSHA and
-//! loaded on NOSCRIPT (see `pool.rs`).
+//! One script per algorithm (`common.lua` + `<algorithm>.lua` + `single.lua`), one for
+//! several limits at once (`common.lua` + all six + `multi.lua`) and one for many independent
+//! hits at once (`common.lua` + all six + `batch.lua`). Each is sent as EVALSHA and loaded on
+//! NOSCRIPT (see `pool.rs`).
 
 use crate::{with_algorithm, AlgorithmKind, Decision, Error, Quota, Result};
 use redis::{Script, Value};
@@ -12,6 +13,7 @@ use std::sync::OnceLock;
 const COMMON: &str = include_str!("lua/common.lua");
 const SINGLE: &str = include_str!("lua/single.lua");
 const MULTI: &str = include_str!("lua/multi.lua");
+const BATCH: &str = include_str!("lua/batch.lua");
 
 /// Each algorithm's Lua source, in [`AlgorithmKind::ALL`] order.
 const ALGORITHMS: [&str; 6] = [
@@ -44,6 +46,7 @@ impl Loaded {
 pub(crate) struct Scripts {
     single: Vec<Loaded>,
     pub(crate) multi: Loaded,
+    pub(crate) batch: Loaded,
 }
 
 impl Scripts {
@@ -55,6 +58,7 @@ impl Scripts {
                 .map(|&kind| Loaded::new(single_source(kind)))
                 .collect(),
             multi: Loaded::new(multi_source()),
+            batch: Loaded::new(batch_source()),
         })
     }
 
@@ -74,13 +78,23 @@ pub fn single_source(kind: AlgorithmKind) -> String {
 
 /// The full source of the several-limits script.
 pub fn multi_source() -> String {
+    every_algorithm_then(MULTI)
+}
+
+/// The full source of the batch script (many independent hits in one call).
+pub fn batch_source() -> String {
+    every_algorithm_then(BATCH)
+}
+
+/// `common.lua`, the six algorithms, then `entry`.
+fn every_algorithm_then(entry: &str) -> String {
     let mut code = String::from(COMMON);
     for algorithm in ALGORITHMS {
         code.push('\n');
         code.push_str(algorithm);
     }
     code.push('\n');
-    code.push_str(MULTI);
+    code.push_str(entry);
     code
 }
 
@@ -151,6 +165,20 @@ fn integer(value: &Value) -> Option<i64> {
     }
 }
 
+/// One decision from four integers {allowed, remaining, reset_after_us, retry_after_us}.
+fn decision_of(four: &[Value], limit: u64) -> Option<Decision> {
+    match four {
+        [allowed, remaining, reset_after, retry_after] => Some(Decision {
+            allowed: integer(allowed)? == 1,
+            limit,
+            remaining: integer(remaining)?.max(0) as u64,
+            reset_after: ns(integer(reset_after)?),
+            retry_after: ns(integer(retry_after)?),
+        }),
+        _ => None,
+    }
+}
+
 /// Reads decisions from `values` (groups of four integers).
 pub(crate) fn decisions(
     values: &[Value],
@@ -164,20 +192,7 @@ pub(crate) fn decisions(
     values
         .chunks(4)
         .zip(limits)
-        .map(|(chunk, limit)| {
-            let n: Vec<i64> = chunk
-                .iter()
-                .map(integer)
-                .collect::<Option<_>>()
-                .ok_or_else(|| malformed(whole))?;
-            Ok(Decision {
-                allowed: n[0] == 1,
-                limit,
-                remaining: n[1].max(0) as u64,
-                reset_after: ns(n[2]),
-                retry_after: ns(n[3]),
-            })
-        })
+        .map(|(chunk, limit)| decision_of(chunk, limit).ok_or_else(|| malformed(whole)))
         .collect()
 }
 
@@ -187,8 +202,51 @@ pub(crate) fn single_decision(
     limit: u64,
 ) -> std::result::Result<Decision, redis::RedisError> {
     match reply {
-        Value::Array(values) => Ok(decisions(values, [limit], reply)?[0]),
+        Value::Array(values) => decision_of(values, limit).ok_or_else(|| malformed(reply)),
         _ => Err(malformed(reply)),
+    }
+}
+
+/// Each hit's result in the batch script's reply: its decision, or the error Redis (or the
+/// script) gave for that hit alone, which the script returns as a string '<CODE> <message>'.
+/// The whole reply is an error only when it is not one entry per hit.
+pub(crate) fn batch_decisions(
+    reply: Value,
+    limits: &[u64],
+) -> std::result::Result<Vec<std::result::Result<Decision, redis::RedisError>>, redis::RedisError> {
+    let entries = match reply {
+        Value::Array(entries) if entries.len() == limits.len() => entries,
+        other => return Err(malformed(&other)),
+    };
+    Ok(entries
+        .into_iter()
+        .zip(limits)
+        .map(|(entry, &limit)| match entry {
+            Value::BulkString(message) => Err(server_error(&message)),
+            Value::ServerError(err) => Err(redis::RedisError::from(err)),
+            entry => single_decision(&entry, limit),
+        })
+        .collect())
+}
+
+/// The error Redis would have replied with for `message` ('<CODE> <message>'), so that it
+/// reads (code, kind) exactly as a direct error reply does.
+fn server_error(message: &[u8]) -> redis::RedisError {
+    let mut line = Vec::with_capacity(message.len() + 3);
+    line.push(b'-');
+    line.extend(
+        message
+            .iter()
+            .map(|&b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+    );
+    line.extend_from_slice(b"\r\n");
+    match redis::parse_redis_value(&line) {
+        Ok(Value::ServerError(err)) => err.into(),
+        _ => redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "flux batch script: unreadable error",
+            String::from_utf8_lossy(message).into_owned(),
+        )),
     }
 }
 
@@ -205,14 +263,14 @@ mod tests {
             }
             assert!(source.contains(&format!("ALG.{} = {{", kind.name())));
         }
-        for source in [SINGLE, MULTI] {
+        for source in [SINGLE, MULTI, BATCH] {
             assert!(source.contains("KEYS[") && source.contains("Reply:"));
         }
     }
 
     #[test]
     fn scripts_never_use_tostring_on_numbers() {
-        for source in ALGORITHMS.into_iter().chain([COMMON, SINGLE]) {
+        for source in ALGORITHMS.into_iter().chain([COMMON, SINGLE, BATCH]) {
             for line in source.lines().filter(|l| !l.trim_start().starts_with("--")) {
                 assert!(
                     !line.contains("tostring(") || line.contains("tostring(ARGV"),
