@@ -47,7 +47,7 @@ use crate::store::Store;
 use crate::{AlgorithmKind, Decision, Error, Limiter, Quota, Result};
 use breaker::{Admission, Breaker};
 use deny_cache::DenyCache;
-use log::warn;
+use log::{debug, warn};
 use pool::{build_pool, remaining, Conn, Manager};
 use redis::{Cmd, ErrorKind, RedisError, Value};
 use scripts::{LimitSpec, Scripts};
@@ -138,8 +138,12 @@ struct Queued {
 }
 
 /// Why a request to Redis failed.
+#[derive(Clone)]
 struct Failure {
     message: String,
+    /// Redis could not be reached or could not serve (what the circuit breaker counts, and
+    /// logs when it opens), as opposed to Redis refusing this one request.
+    unavailable: bool,
 }
 
 struct Shared {
@@ -329,10 +333,8 @@ impl RedisStore {
                 }
                 Err(failure) => {
                     for hit in &queued {
-                        let failure = Failure {
-                            message: failure.message.clone(),
-                        };
-                        results[hit.index] = Some(shared.fail(failure, hit.spec.limit, hit.cost));
+                        results[hit.index] =
+                            Some(shared.fail(failure.clone(), hit.spec.limit, hit.cost));
                     }
                 }
             }
@@ -579,6 +581,7 @@ impl RedisStore {
         };
         let failure = Failure {
             message: format!("{} (keys {:?})", failure.message, keys),
+            ..failure
         };
         if now_us.is_some() || !shared.config.fail_silently {
             shared.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -589,13 +592,7 @@ impl RedisStore {
             .iter()
             .map(|(limit, cost)| {
                 shared
-                    .fail(
-                        Failure {
-                            message: failure.message.clone(),
-                        },
-                        limit.spec.limit,
-                        *cost,
-                    )
+                    .fail(failure.clone(), limit.spec.limit, *cost)
                     .map(|outcome| outcome.decision)
             })
             .collect::<Result<Vec<_>>>()?;
@@ -676,6 +673,7 @@ impl RedisLimit {
                 } else {
                     format!("{} (key {redis_key:?})", failure.message)
                 },
+                ..failure
             })
     }
 
@@ -812,6 +810,7 @@ impl Shared {
             Admission::Reject => {
                 return Err(Failure {
                     message: self.breaker.open_message(),
+                    unavailable: true,
                 })
             }
             Admission::Probe => true,
@@ -840,7 +839,10 @@ impl Shared {
                         )
                     };
                     self.breaker.failure(&message, false);
-                    return Err(Failure { message });
+                    return Err(Failure {
+                        message,
+                        unavailable: true,
+                    });
                 }
             };
             let budget = if start.elapsed() >= Duration::from_millis(1) {
@@ -866,7 +868,10 @@ impl Shared {
                     // Redis answered: it is up, whatever it said.
                     self.breaker.success();
                 }
-                Err(Failure { message })
+                Err(Failure {
+                    message,
+                    unavailable,
+                })
             }
         }
     }
@@ -931,16 +936,24 @@ impl Shared {
 
     /// A failure on a request Redis answered (the pipeline's per-command errors).
     fn rejected(&self, err: &RedisError, redis_key: &str) -> Failure {
-        let (message, _) = self.describe(err);
+        let (message, unavailable) = self.describe(err);
         Failure {
             message: format!("{message} (key {redis_key:?})"),
+            unavailable,
         }
     }
 
     /// The outcome of a failed hit: an allowed decision flagged fail-open, or an error.
     fn fail(&self, failure: Failure, limit: u64, cost: u64) -> Result<Outcome> {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
-        if self.breaker.state() == BreakerState::Closed {
+        if failure.unavailable {
+            // The breaker warns once when these add up to an outage (one line per state
+            // change); a blip that does not open it is debug news, and an open breaker's
+            // rejections are none.
+            if self.breaker.state() == BreakerState::Closed {
+                debug!("flux: {}", failure.message);
+            }
+        } else {
             self.warn_rarely(&failure.message);
         }
         if !self.config.fail_silently {
@@ -959,7 +972,7 @@ impl Shared {
         })
     }
 
-    /// Logs a failure at most once a minute (the breaker logs its own state changes).
+    /// Logs a refused request (Redis answered, with an error) at most once a minute.
     fn warn_rarely(&self, message: &str) {
         const EVERY: u64 = 60_000_000_000;
         let now = self.origin.elapsed().as_nanos() as u64 + 1;
