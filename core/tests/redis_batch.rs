@@ -209,7 +209,8 @@ fn a_large_mixed_batch_is_one_round_trip_of_several_scripts() {
         .enumerate()
         .map(|(i, key)| (&limiters[i % limiters.len()], key.as_str(), 1))
         .collect();
-    store.hit_batch(&[(&limiters[0], "warm", 1)]); // the script loaded
+    // The mixed batch script loaded.
+    store.hit_batch(&[(&limiters[0], "warm", 1), (&limiters[1], "warm", 1)]);
     server.cli(&["CONFIG", "RESETSTAT"]);
     let trips = store.stats().round_trips;
     let outcomes = store.hit_batch(&hits);

@@ -1,6 +1,6 @@
 //! The Redis store on a Redis Cluster of three masters started here (`cluster-enabled yes`,
 //! joined with `redis-cli --cluster create`): exact limits, keys spread over the masters,
-//! several limits of one identity in one slot, NOSCRIPT on every node.
+//! several limits of one identity in one slot, batches split by slot, NOSCRIPT on every node.
 
 #![cfg(feature = "redis")]
 
@@ -92,6 +92,24 @@ fn limits_work_on_a_cluster_and_keys_spread_over_its_masters() {
     assert!(batch
         .iter()
         .all(|r| r.as_ref().unwrap().decision.remaining == 3));
+
+    // A batch over identities on every master, two limits mixed: one batch script per hash
+    // slot (a script may only touch one slot here), each hit decided as if alone.
+    let window = limiter(&store, 3, AlgorithmKind::SlidingWindow, "cl-batch:");
+    let gcra = limiter(&store, 3, AlgorithmKind::Gcra, "cl-batch:");
+    let ids: Vec<String> = (0..40).map(|i| format!("user-{i}")).collect();
+    let hits: Vec<(&Limiter, &str, u64)> = (0..4)
+        .flat_map(|_| {
+            ids.iter()
+                .flat_map(|id| [(&window, id.as_str(), 1), (&gcra, id, 1)])
+        })
+        .collect();
+    for (i, outcome) in store.hit_batch(&hits).into_iter().enumerate() {
+        let outcome = outcome.unwrap();
+        assert_eq!(outcome.source, Source::Redis);
+        // The round (of 80 hits) a hit belongs to is its count on its key: 3 pass.
+        assert_eq!(outcome.decision.allowed, i / 80 < 3, "hit {i}");
+    }
 
     // `cluster = true` with a single seed URL finds the rest.
     let seeded = RedisStore::connect(RedisConfig {

@@ -419,15 +419,16 @@ impl RedisStore {
         queued: &[Queued],
         now_us: Option<u64>,
     ) -> std::result::Result<Vec<std::result::Result<Decision, RedisError>>, Failure> {
-        let batch = &Scripts::get().batch;
+        let scripts = Scripts::get();
         let chunks = self.chunks(queued);
         let calls: Vec<(&redis::Script, &str, Cmd)> = chunks
             .iter()
             .map(|chunk| {
+                let batch = scripts.batch(chunk.iter().map(|&i| queued[i].spec.kind));
                 (
                     &batch.script,
                     batch.code.as_str(),
-                    batch_cmd(queued, chunk, now_us),
+                    batch_cmd(&batch.script, queued, chunk, now_us),
                 )
             })
             .collect();
@@ -996,11 +997,15 @@ impl Shared {
     }
 }
 
-/// The batch script's EVALSHA for the hits `chunk` (indices into `queued`).
-fn batch_cmd(queued: &[Queued], chunk: &[usize], now_us: Option<u64>) -> Cmd {
+/// The EVALSHA of batch script `script` for the hits `chunk` (indices into `queued`).
+fn batch_cmd(
+    script: &redis::Script,
+    queued: &[Queued],
+    chunk: &[usize],
+    now_us: Option<u64>,
+) -> Cmd {
     let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(Scripts::get().batch.script.get_hash())
-        .arg(chunk.len());
+    cmd.arg(script.get_hash()).arg(chunk.len());
     for &i in chunk {
         cmd.arg(&queued[i].redis_key);
     }
