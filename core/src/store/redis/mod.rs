@@ -997,13 +997,28 @@ impl Shared {
     }
 }
 
-/// The EVALSHA of batch script `script` for the hits `chunk` (indices into `queued`).
+/// The EVALSHA of batch script `script` for the hits `chunk` (indices into `queued`): each
+/// distinct limit once, then each hit as (its limit's number, its cost).
 fn batch_cmd(
     script: &redis::Script,
     queued: &[Queued],
     chunk: &[usize],
     now_us: Option<u64>,
 ) -> Cmd {
+    let mut limits: Vec<LimitSpec> = Vec::new();
+    let numbers: Vec<usize> = chunk
+        .iter()
+        .map(|&i| {
+            let spec = queued[i].spec;
+            match limits.iter().position(|known| *known == spec) {
+                Some(at) => at + 1,
+                None => {
+                    limits.push(spec);
+                    limits.len()
+                }
+            }
+        })
+        .collect();
     let mut cmd = redis::cmd("EVALSHA");
     cmd.arg(script.get_hash()).arg(chunk.len());
     for &i in chunk {
@@ -1013,12 +1028,12 @@ fn batch_cmd(
         Some(now) => cmd.arg(now),
         None => cmd.arg(""),
     };
-    for &i in chunk {
-        let hit = &queued[i];
-        cmd.arg(hit.spec.kind.name())
-            .arg(hit.cost)
-            .arg(hit.spec.p1)
-            .arg(hit.spec.p2);
+    cmd.arg(limits.len());
+    for spec in &limits {
+        cmd.arg(spec.kind.name()).arg(spec.p1).arg(spec.p2);
+    }
+    for (&i, number) in chunk.iter().zip(numbers) {
+        cmd.arg(number).arg(queued[i].cost);
     }
     cmd
 }

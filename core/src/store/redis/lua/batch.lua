@@ -8,24 +8,24 @@
 -- time outside the algorithm (command dispatch, setting up KEYS/ARGV, defining this file's
 -- functions), so checking a whole batch in one call roughly halves its time per hit.
 --
---   KEYS[i]           hit i's key (on a cluster, every key of one batch is in one hash slot)
---   ARGV[1]           now in µs since the epoch, or '' for the server's TIME (read once: every
---                     hit of the batch is decided at the same instant)
---   ARGV[4i - 2]      hit i's algorithm name ('gcra', 'token_bucket', ...)
---   ARGV[4i - 1]      hit i's cost
---   ARGV[4i]          hit i's p1 (E or T, µs)
---   ARGV[4i + 1]      hit i's p2 (B or N)
+--   KEYS[i]                 hit i's key (on a cluster, every key of one batch is in one slot)
+--   ARGV[1]                 now in µs since the epoch, or '' for the server's TIME (read once:
+--                           every hit of the batch is decided at the same instant)
+--   ARGV[2]                 L, the number of distinct limits in the batch
+--   ARGV[3j], ARGV[3j + 1], ARGV[3j + 2]
+--                           limit j (1 <= j <= L): its algorithm name ('gcra', ...), p1 (E or
+--                           T, µs) and p2 (B or N)
+--   ARGV[3L + 1 + 2i], ARGV[3L + 2 + 2i]
+--                           hit i's limit j and its cost
+-- Each limit is sent once, not once per hit: most batches are many hits of one limit, and
+-- every argument costs Redis an allocation to read and Lua a conversion.
 -- Reply: for each hit i, either {allowed (1|0), remaining, reset_after_us, retry_after_us}
 -- (integers) or a string, the error ('<CODE> <message>') that failed that hit alone (nothing
 -- of it was counted).
 
 -- One hit, as single.lua decides it; raises on a bad key or a refused write.
-local function batch_hit(key, now, name, cost, p1, p2)
-  local alg = ALG[name]
-  if not alg then
-    error('flux: unknown algorithm ' .. name)
-  end
-  local reply, commit = alg.check(key, now, tonumber(cost), tonumber(p1), tonumber(p2))
+local function batch_hit(key, now, limit, cost)
+  local reply, commit = limit.alg.check(key, now, cost, limit.p1, limit.p2)
   if reply[1] == 1 then
     commit()
   end
@@ -51,15 +51,24 @@ local function batch_error(raised)
 end
 
 local now = clock(ARGV[1])
+local count = tonumber(ARGV[2])
+local limits = {}
+for j = 1, count do
+  local alg = ALG[ARGV[3 * j]]
+  if not alg then
+    error('flux: unknown algorithm ' .. tostring(ARGV[3 * j]))
+  end
+  limits[j] = {alg = alg, p1 = tonumber(ARGV[3 * j + 1]), p2 = tonumber(ARGV[3 * j + 2])}
+end
 local out = {}
 for i = 1, #KEYS do
-  local base = 4 * i - 2
+  local at = 3 * count + 1 + 2 * i
   -- pcall: one bad key must fail its own hit, not the batch. A hit that raised wrote nothing:
   -- every algorithm reads (where a key of the wrong type raises) before it writes, and Redis
   -- refuses writes under maxmemory only while the script has written nothing, so a refused
   -- write is always a hit's first.
-  local ok, reply = pcall(batch_hit, KEYS[i], now, ARGV[base], ARGV[base + 1], ARGV[base + 2],
-    ARGV[base + 3])
+  local ok, reply = pcall(batch_hit, KEYS[i], now, limits[tonumber(ARGV[at])],
+    tonumber(ARGV[at + 1]))
   if ok then
     out[i] = reply
   else
