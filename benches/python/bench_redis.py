@@ -13,7 +13,11 @@ PID at the end), so every ratio compares figures taken on the same machine in th
    Redis's own time per call (INFO commandstats) is shown for flux's script and the minimal one,
    so a gap can be told apart between client and server.
 2. Throughput with many concurrent callers: asyncio tasks awaiting ``ahit`` (pipelined onto
-   shared connections by the store's I/O threads), and threads calling ``hit``.
+   shared connections by the store's I/O threads, which send each pipeline's hits to Redis's
+   batch script: one EVALSHA for up to 128 hits), and threads calling ``hit``. Beside it, in
+   the same run against the same Redis, Redis's own ceiling when every check is its own
+   EVALSHA: ``redis-benchmark`` sending the minimal GCRA script of (1), pipelined (32 deep on 8
+   connections, random keys), and Redis's time per hit (INFO commandstats) for both.
 3. A hit while Redis is down and the circuit breaker is open.
 4. 1000 concurrent ``ahit`` against a Redis 2 ms away (a delaying TCP proxy in a subprocess),
    in round trips' worth of time, beside its floor (one round trip plus Redis's own time for
@@ -97,6 +101,13 @@ def server_us_per_call(port: int) -> float:
     info = command(port, "INFO", "commandstats")
     found = re.search(r"cmdstat_evalsha:calls=(\d+),usec=(\d+)", info)
     return int(found.group(2)) / int(found.group(1)) if found else float("nan")
+
+
+def server_us(port: int) -> float:
+    """Redis's own µs in EVALSHA since the last CONFIG RESETSTAT, in all."""
+    info = command(port, "INFO", "commandstats")
+    found = re.search(r"cmdstat_evalsha:calls=(\d+),usec=(\d+)", info)
+    return float(found.group(2)) if found else float("nan")
 
 
 def say(text: str) -> None:
@@ -309,10 +320,13 @@ def throughput(server: RedisServer, hits: int) -> list[Row]:
     config = FluxConfig(redis=RedisConfig(url=server.url, pool_size=8), storage="redis")
     limiter = RateLimiter(REQUESTS * 1000, PERIOD, config=config)
     asyncio_throughput(limiter, 256, hits // 10)  # warm: threads started, scripts loaded
-    tasks = 256
+    tasks, runs = 256, 3
     store = limiter.store
     before = store.stats() if store is not None else {}
-    async_rate = max(asyncio_throughput(limiter, tasks, hits) for _ in range(3))
+    command(server.port, "CONFIG", "RESETSTAT")
+    async_rates = [asyncio_throughput(limiter, tasks, hits) for _ in range(runs)]
+    flux_server_us = server_us(server.port) / (runs * (hits // tasks) * tasks)
+    async_rate = max(async_rates)
     after = store.stats() if store is not None else {}
     sent = int(after.get("async_hits", 0)) - int(before.get("async_hits", 0))
     batches = int(after.get("async_batches", 0)) - int(before.get("async_batches", 0))
@@ -320,16 +334,57 @@ def throughput(server: RedisServer, hits: int) -> list[Row]:
     thread_rates = {
         n: max(thread_throughput(limiter, n, hits // 4) for _ in range(2)) for n in (8, 32)
     }
-    return [
-        Row(f"asyncio, {tasks} tasks awaiting ahit", async_rate, "hits/s").judge(
+    ceiling, ceiling_us = redis_ceiling(server, hits)
+    runs_note = "runs: " + ", ".join(f"{r / 1000:.0f}k" for r in async_rates)
+    rows = [
+        Row(f"asyncio, {tasks} tasks awaiting ahit", async_rate, "hits/s", runs_note).judge(
             async_rate >= 100_000, "≥ 100 000"
         ),
         Row("  hits per pipeline (mean)", per_batch, ""),
+        Row("  Redis time per hit (batch script)", flux_server_us, "µs", "INFO commandstats"),
         *(
             Row(f"threads, {n} calling hit (GIL released)", rate, "hits/s")
             for n, rate in thread_rates.items()
         ),
+        Row(
+            "Redis ceiling, 1 EVALSHA per check",
+            ceiling,
+            "hits/s",
+            "baseline: minimal GCRA, redis-benchmark -P 32",
+        ),
+        Row("  Redis time per check (minimal script)", ceiling_us, "µs"),
     ]
+    if ceiling:
+        rows.append(Row("  flux asyncio / that ceiling", async_rate / ceiling, "x"))
+    return rows
+
+
+def minimal_gcra_source() -> str:
+    """The minimal GCRA script of core/examples/bare_evalsha.rs (one copy of it in the tree)."""
+    code = (REPO / "core" / "examples" / "bare_evalsha.rs").read_text()
+    found = re.search(r'const MINIMAL_GCRA: &str = r"\n(.*?)\n";', code, re.S)
+    if found is None:
+        raise RuntimeError("MINIMAL_GCRA not found in core/examples/bare_evalsha.rs")
+    return found.group(1)
+
+
+def redis_ceiling(server: RedisServer, calls: int) -> tuple[float | None, float]:
+    """Checks/s when each is one EVALSHA of the minimal GCRA script, sent by redis-benchmark
+    as fast as Redis takes them, and Redis's µs per call; (None, nan) without redis-benchmark.
+    """
+    binary = shutil.which("redis-benchmark")
+    if binary is None:
+        say("!! redis-benchmark not found: the Redis ceiling row is marked SKIP")
+        return None, float("nan")
+    sha = command(server.port, "SCRIPT", "LOAD", minimal_gcra_source())
+    sha = sha.decode() if isinstance(sha, bytes) else str(sha)
+    command(server.port, "CONFIG", "RESETSTAT")
+    args = ["-h", "127.0.0.1", "-p", str(server.port), "-n", str(calls), "-c", "8", "-P", "32"]
+    args += ["-r", "100000", "--csv", "EVALSHA", sha, "1", "bare:{__rand_int__}", "1"]
+    args.append(str(10**9))  # a billion per second: every check passes, as flux's do here
+    out = subprocess.run([binary, *args], check=True, capture_output=True, text=True).stdout
+    rate = float(out.strip().splitlines()[-1].split('","')[1])
+    return rate, server_us_per_call(server.port)
 
 
 def breaker_open(calls: int) -> list[Row]:
