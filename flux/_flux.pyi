@@ -1,7 +1,7 @@
 """Type stubs for the native module flux._flux (checked by mypy.stubtest in `make lint`)."""
 
 from collections.abc import Awaitable
-from typing import Final, Literal, final
+from typing import Final, Literal, final, overload
 
 from typing_extensions import disjoint_base
 
@@ -50,6 +50,14 @@ class RateLimitResult:
         source: str = "memory",
     ) -> RateLimitResult: ...
     def to_headers(self) -> dict[str, str]: ...
+    @overload
+    def header_items(
+        self, quoted_name: str, window: int, raw: Literal[False] = False
+    ) -> list[tuple[str, str]]: ...
+    @overload
+    def header_items(
+        self, quoted_name: str, window: int, raw: Literal[True]
+    ) -> list[tuple[bytes, bytes]]: ...
     def __bool__(self) -> bool: ...
     def __eq__(self, value: object, /) -> bool: ...
 

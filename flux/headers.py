@@ -15,12 +15,12 @@ One place builds every header flux sends, for every framework:
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = [
     "RATELIMIT",
@@ -32,7 +32,10 @@ __all__ = [
     "AppliedLimit",
     "build_headers",
     "ceil_seconds",
+    "limit_headers",
     "retry_after_seconds",
+    "sf_string",
+    "window_seconds",
 ]
 
 RETRY_AFTER = "Retry-After"
@@ -61,9 +64,11 @@ class Decision(Protocol):
     def retry_after(self) -> float: ...
 
 
-@dataclass(frozen=True)
-class AppliedLimit:
-    """One limit that applied to a request: its name, window (seconds) and decision."""
+class AppliedLimit(NamedTuple):
+    """One limit that applied to a request: its name, window (seconds) and decision.
+
+    A named tuple rather than a dataclass: one is made per limit per request.
+    """
 
     name: str
     window: float
@@ -83,9 +88,52 @@ def retry_after_seconds(
     return max(1, ceil_seconds(retry_after + jitter))
 
 
-def _sf_string(text: str) -> str:
+@functools.lru_cache(maxsize=1024)
+def sf_string(text: str) -> str:
+    """``text`` as an sf-string (quoted, escaped; non-printable characters become ``?``).
+
+    Cached: the texts are limit names, the same few on every request.
+    """
     text = _UNSAFE.sub("?", text).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
+
+
+def window_seconds(window: float) -> int:
+    """A limit's window as the ``w`` parameter: whole seconds, rounded up, at least 1."""
+    return max(1, ceil_seconds(window))
+
+
+def limit_headers(
+    quoted_name: str,
+    window_s: int,
+    result: Decision,
+    *,
+    jitter_max_ms: int = 0,
+    rng: random.Random | None = None,
+) -> dict[str, str]:
+    """Every header for a request that one limit decided (the usual case, made cheap).
+
+    ``quoted_name`` is :func:`sf_string` of the name and ``window_s`` is
+    :func:`window_seconds` of the window, both worked out once per limit by the caller.
+    The same headers as :func:`build_headers` gives for that one limit.
+    """
+    limit = result.limit
+    remaining = result.remaining
+    if remaining < 0:
+        remaining = 0
+    reset = ceil_seconds(result.reset_after)
+    headers = {
+        X_RATELIMIT_LIMIT: str(limit),
+        X_RATELIMIT_REMAINING: str(remaining),
+        X_RATELIMIT_RESET: str(reset),
+        RATELIMIT_POLICY: f"{quoted_name};q={limit};w={window_s}",
+        RATELIMIT: f"{quoted_name};r={remaining};t={reset}",
+    }
+    if not result.allowed:
+        headers[RETRY_AFTER] = str(
+            retry_after_seconds(result.retry_after, jitter_max_ms=jitter_max_ms, rng=rng)
+        )
+    return headers
 
 
 def build_headers(
@@ -99,6 +147,15 @@ def build_headers(
     The ``X-RateLimit-*`` trio describes the most restrictive limit: a denying one if any (the
     one that makes the client wait longest), else the one with the fewest hits remaining.
     """
+    if len(applied) == 1:
+        name, window, result = applied[0]
+        return limit_headers(
+            sf_string(name),
+            window_seconds(window),
+            result,
+            jitter_max_ms=jitter_max_ms,
+            rng=rng,
+        )
     if not applied:
         return {}
     denied = [a for a in applied if not a.result.allowed]
@@ -112,11 +169,10 @@ def build_headers(
         X_RATELIMIT_REMAINING: str(max(0, result.remaining)),
         X_RATELIMIT_RESET: str(ceil_seconds(result.reset_after)),
         RATELIMIT_POLICY: ", ".join(
-            f"{_sf_string(a.name)};q={a.result.limit};w={max(1, ceil_seconds(a.window))}"
-            for a in applied
+            f"{sf_string(a.name)};q={a.result.limit};w={window_seconds(a.window)}" for a in applied
         ),
         RATELIMIT: ", ".join(
-            f"{_sf_string(a.name)};r={max(0, a.result.remaining)};"
+            f"{sf_string(a.name)};r={max(0, a.result.remaining)};"
             f"t={ceil_seconds(a.result.reset_after)}"
             for a in applied
         ),

@@ -218,6 +218,23 @@ def _arity(func: Callable[..., Any]) -> int | None:
     return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
+@functools.lru_cache(maxsize=8192)
+def _peer_ip(peer: str | None, ipv6_prefix: int | None) -> str:
+    """The client IP when no proxy is trusted: the peer's address (IPv6 grouped)."""
+    return group_ipv6(client_ip(peer, (), ()), ipv6_prefix)
+
+
+@functools.lru_cache(maxsize=8192)
+def _peer_identity(peer: str | None, ipv6_prefix: int | None, hashed: bool) -> str:
+    """The default ``ip:<client>`` identity when no proxy is trusted (digested if ``hashed``).
+
+    Parsing and formatting an address costs about a microsecond; the same peers come back
+    request after request, so the answer is cached by the peer text.
+    """
+    identity = f"ip:{_peer_ip(peer, ipv6_prefix)}"
+    return hash_identity(identity) if hashed else identity
+
+
 class Identifier:
     """Turns a request into the identity a limit counts against, following a ``key`` spec.
 
@@ -262,6 +279,7 @@ class Identifier:
         self.spec = key
         self._header: str | None = None
         self._arity: int | None = None
+        self._peer_only = (key is None or key == KEY_IP) and not self.trusted_proxies
         if isinstance(key, str):
             if key.startswith(KEY_HEADER):
                 self._header = key[len(KEY_HEADER) :].strip()
@@ -277,6 +295,8 @@ class Identifier:
 
     def ip(self, integration: Integration, request: Any) -> str:
         """The client IP of ``request`` (trusted proxies honoured, IPv6 grouped)."""
+        if not self.trusted_proxies:
+            return _peer_ip(integration.peer(request), self.ipv6_prefix)
         peer = integration.peer(request)
         chain: list[str] = []
         if self.trusted_proxies:
@@ -296,6 +316,9 @@ class Identifier:
     ) -> str:
         """The identity for one call: ``request`` (with its ``integration``), or, for a plain
         function call, its ``args``/``kwargs`` (given to a callable key)."""
+        if self._peer_only and integration is not None:
+            # The default key, no proxies to believe: a function of the peer alone, cached.
+            return _peer_identity(integration.peer(request), self.ipv6_prefix, self.hash_keys)
         identity = self._identity(integration, request, args, kwargs or {})
         return hash_identity(identity) if self.hash_keys else identity
 

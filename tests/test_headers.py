@@ -56,11 +56,24 @@ def test_headers_match_every_decision(
         seen.add(result.allowed)
         headers = build_headers([AppliedLimit("api", period, result)])
         assert headers == expected("api", period, result)
+        # The native rendering (used on every allowed request) says exactly the same.
+        native = dict(result.header_items('"api"', max(1, up(period))))
+        assert native == {k: v for k, v in headers.items() if k != RETRY_AFTER}
+        raw = result.header_items('"api"', max(1, up(period)), raw=True)
+        assert raw == [(k.lower().encode(), v.encode()) for k, v in native.items()]
         if not result.allowed:
             # Obeying Retry-After is never too early: the hit passes at exactly that time.
             assert int(headers[RETRY_AFTER]) >= result.retry_after
         clock.advance(steps.choice([0.0, 0.0, period / requests / 3, period / 2]))
     assert seen == {True, False}
+
+
+def test_native_rendering_rejects_a_name_that_could_inject_a_header() -> None:
+    result = RateLimitResult(True, 1, 1.0, 0.0, 2)
+    with pytest.raises(ValueError, match="printable ASCII"):
+        result.header_items('"a"\r\nSet-Cookie: x', 1)
+    with pytest.raises(OverflowError):
+        result.header_items('"a"', -1)
 
 
 def test_retry_after_rounds_up_and_is_at_least_one() -> None:

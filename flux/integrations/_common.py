@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flux.headers import AppliedLimit
+
+if TYPE_CHECKING:
+    from flux.integrations._limits import Check
 
 __all__ = ["DUCK", "Integration", "RequestState", "denied_body"]
 
@@ -85,6 +88,16 @@ class Integration:
     ) -> Any:
         """Add ``headers`` to what a view returned; returns what the view should return."""
         return response
+
+    def add_check_headers(
+        self, request: Any, response: Any, check: Check, sub_response: Any = None
+    ) -> Any:
+        """Add the headers of a decorated view's ``check``; returns what the view returns.
+
+        Runs on every allowed request: integrations override it to take the headers as
+        pairs rendered natively (:meth:`Check.header_items`) instead of as a mapping.
+        """
+        return self.add_headers(request, response, check.headers(), sub_response)
 
 
 def _duck_attr(obj: Any, *names: str) -> Any:

@@ -21,10 +21,17 @@ from typing import Any, NamedTuple, Union
 from flux import _flux
 from flux.config import FluxConfig, RateLimitPolicy, get_config
 from flux.exceptions import RateLimitExceeded
-from flux.headers import RETRY_AFTER, AppliedLimit, build_headers
+from flux.headers import (
+    RETRY_AFTER,
+    AppliedLimit,
+    build_headers,
+    limit_headers,
+    sf_string,
+    window_seconds,
+)
 from flux.identity import Identifier
 from flux.integrations._common import Integration, RequestState, denied_body
-from flux.integrations._report import report, report_error
+from flux.integrations._report import report, report_error, report_one
 from flux.limiter import ManualClock, RateLimiter, RateLimitResult
 
 __all__ = [
@@ -75,6 +82,7 @@ class Limit:
     name: str | None
     preset: str | None
     config: FluxConfig
+    awaitable: bool
 
     def __init__(
         self,
@@ -95,6 +103,9 @@ class Limit:
         self._lock = threading.Lock()
         self._generation = _generation
         self._limiter = self._build()
+        # Whether a hit is a round trip worth awaiting (a Redis store); the embedded store
+        # answers inline. A rebuild after a test reset keeps the store.
+        self.awaitable = getattr(self._limiter, "store", None) is not None
 
     def _build(self) -> RateLimiter:
         requests, period, burst, policy = self._args
@@ -192,6 +203,9 @@ class Rule:
     The bucket key is ``"{bucket}:{identity}"``. For a preset the limiter's own key prefix
     already holds the name, so only the identity is passed to it: either way the stored key
     is ``{key_prefix}{bucket}:{identity}``.
+
+    What the headers need of the rule (its quoted label, its window in seconds) is worked out
+    here, once, rather than on every request.
     """
 
     limit: Limit
@@ -218,11 +232,15 @@ class Rule:
         self.identify = identify
         self.cost = check_cost(cost)
         self._cost_arity = _cost_arity(cost) if callable(cost) else 0
+        self.fixed_cost = not callable(self.cost)
         self.methods = check_methods(methods)
+        self.quoted_label = sf_string(label)
+        self.window_s = window_seconds(limit.limiter.period)
+        self.key_prefix = "" if limit.preset is not None else f"{bucket}:"
 
     def store_key(self, identity: str) -> str:
         """The key handed to the limiter for ``identity`` (a preset's prefix has its name)."""
-        return identity if self.limit.preset is not None else f"{self.bucket}:{identity}"
+        return self.key_prefix + identity
 
     def cost_for(self, request: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> int:
         """The cost of this call (a callable cost sees the request, or the call's arguments)."""
@@ -284,10 +302,11 @@ async def ahit_all(items: list[Item], endpoint: str | None = None) -> list[RateL
 class Check:
     """The decision for one request under several rules, and the responses it implies."""
 
+    __slots__ = ("config", "denied", "identities", "results", "rules", "state")
+
     rules: list[Rule]
     results: list[RateLimitResult]
     identities: list[str]
-    applied: list[AppliedLimit]
     denied: bool
     config: FluxConfig
 
@@ -303,13 +322,22 @@ class Check:
         self.identities = identities
         self.results = results
         self.state = state
+        self.denied = False
+        for result in results:
+            if not result.allowed:
+                self.denied = True
+                break
+        self.config = rules[0].limit.config
+
+    @property
+    def applied(self) -> list[AppliedLimit]:
+        """Every limit that applied to the request: the middleware's, then these rules'."""
         own = [
             AppliedLimit(rule.label, rule.limit.limiter.period, result)
-            for rule, result in zip(rules, results)
+            for rule, result in zip(self.rules, self.results)
         ]
-        self.applied = [*state.applied, *own] if state is not None else own
-        self.denied = not all(r.allowed for r in results)
-        self.config = rules[0].limit.config
+        state = self.state
+        return [*state.applied, *own] if state is not None else own
 
     @property
     def jitter_max_ms(self) -> int:
@@ -324,7 +352,30 @@ class Check:
 
     def headers(self) -> dict[str, str]:
         """Every rate-limit header for this request (``Retry-After`` jittered when denied)."""
+        if len(self.rules) == 1 and (self.state is None or not self.state.applied):
+            # One limit, the usual case: its header parts were prepared with the rule.
+            rule = self.rules[0]
+            jitter = self.jitter_max_ms if self.denied else 0
+            result = self.results[0]
+            return limit_headers(rule.quoted_label, rule.window_s, result, jitter_max_ms=jitter)
         return build_headers(self.applied, jitter_max_ms=self.jitter_max_ms)
+
+    def header_items(self, raw: bool = False) -> list[tuple[Any, Any]]:
+        """:meth:`headers` as ``(name, value)`` pairs; with ``raw``, lower-cased names and
+        values in bytes, as an ASGI header list holds them.
+
+        For one allowed limit, the usual case on every request, the pairs are rendered by
+        :meth:`RateLimitResult.header_items` in one native call.
+        """
+        if not self.denied and len(self.rules) == 1:
+            state = self.state
+            if state is None or not state.applied:
+                rule = self.rules[0]
+                return self.results[0].header_items(rule.quoted_label, rule.window_s, raw)
+        items = self.headers().items()
+        if raw:
+            return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in items]
+        return list(items)
 
     def deny(self, integration: Integration) -> Any:
         """The framework's 429 response: JSON body and headers telling the same wait."""
@@ -358,12 +409,18 @@ def plan(
     kwargs: Mapping[str, Any],
 ) -> Plan:
     """Select the rules for this call (by method) and resolve identities and costs."""
-    method = integration.method(request) if integration is not None else None
+    if len(rules) == 1:  # the usual case, without the bookkeeping below
+        rule = rules[0]
+        if rule.methods is not None and not _method_in(rule.methods, integration, request):
+            return Plan([], [], [])
+        identity = rule.identify(integration, request, args, kwargs)
+        item = (rule.limit.limiter, rule.store_key(identity), rule.cost_for(request, args, kwargs))
+        return Plan([rule], [item], [identity])
     chosen = Plan([], [], [])
     # Limits with the same key spec share one identity: resolve it once.
     resolved: dict[int, str] = {}
     for rule in rules:
-        if rule.methods is not None and method is not None and method not in rule.methods:
+        if rule.methods is not None and not _method_in(rule.methods, integration, request):
             continue
         identity = resolved.get(id(rule.identify))
         if identity is None:
@@ -375,6 +432,11 @@ def plan(
         )
         chosen.identities.append(identity)
     return chosen
+
+
+def _method_in(methods: frozenset[str], integration: Integration | None, request: Any) -> bool:
+    """Whether the request's method is one of ``methods`` (plain calls have none: yes)."""
+    return integration is None or integration.method(request) in methods
 
 
 def _state(integration: Integration | None, request: Any) -> RequestState | None:
@@ -405,6 +467,38 @@ def _checked(
     return Check(chosen.rules, chosen.identities, results, _state(integration, request))
 
 
+_NO_KWARGS: Mapping[str, Any] = {}
+
+
+def _evaluate_one(
+    rule: Rule,
+    integration: Integration | None,
+    request: Any,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    endpoint: str | None,
+) -> Check | None:
+    """:func:`evaluate` for a single rule, the usual case, without a plan to build.
+
+    It runs on every request of every decorated view, so it is written out in full rather
+    than through the general path's helpers: each Python call saved is ~0.1 µs.
+    """
+    if rule.methods is not None and not _method_in(rule.methods, integration, request):
+        return None
+    identity = rule.identify(integration, request, args, kwargs)
+    cost = rule.cost if rule.fixed_cost else rule.cost_for(request, args, kwargs)
+    limiter = rule.limit.limiter
+    started = perf_counter()
+    try:
+        result = limiter.hit(rule.key_prefix + identity, endpoint, cost)
+    except Exception as error:
+        report_error((rule.bucket,), (identity,), error, perf_counter() - started, endpoint)
+        raise
+    report_one(rule.bucket, identity, result, perf_counter() - started, endpoint)
+    state = integration.state(request) if integration is not None else None
+    return Check([rule], [identity], [result], state)
+
+
 def evaluate(
     rules: Sequence[Rule],
     integration: Integration | None,
@@ -414,6 +508,8 @@ def evaluate(
     endpoint: str | None = None,
 ) -> Check | None:
     """Apply ``rules`` to one call, all or nothing; None when no rule applies to it."""
+    if len(rules) == 1:
+        return _evaluate_one(rules[0], integration, request, args, kwargs or _NO_KWARGS, endpoint)
     chosen = plan(rules, integration, request, args, kwargs or {})
     if not chosen.rules:
         return None
@@ -435,6 +531,8 @@ async def aevaluate(
     endpoint: str | None = None,
 ) -> Check | None:
     """:func:`evaluate` for async callers (see :func:`ahit_all`)."""
+    if len(rules) == 1 and not rules[0].limit.awaitable:  # the embedded store: inline
+        return _evaluate_one(rules[0], integration, request, args, kwargs or _NO_KWARGS, endpoint)
     chosen = plan(rules, integration, request, args, kwargs or {})
     if not chosen.rules:
         return None

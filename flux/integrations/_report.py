@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Callable
 
-__all__ = ["report", "report_error"]
+__all__ = ["report", "report_error", "report_one"]
 
 _record: Callable[..., None] | None = None
 _record_error: Callable[..., None] | None = None
@@ -39,6 +39,15 @@ def report(
     if record is None:
         return
     for name, identity, result in zip(names, identities, results):
+        record(name, endpoint, result, latency, identity)
+
+
+def report_one(name: str, identity: str, result: Any, latency: float, endpoint: str | None) -> None:
+    """:func:`report` for one limit, without building lists (the per-request common case)."""
+    if not _loaded:
+        _load()
+    record = _record
+    if record is not None:
         record(name, endpoint, result, latency, identity)
 
 

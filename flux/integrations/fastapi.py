@@ -25,6 +25,9 @@ from typing import Any, Callable
 from flux.integrations import FrameworkNotInstalled
 from flux.integrations._common import TOO_MANY_REQUESTS, Integration, RequestState
 
+if typing.TYPE_CHECKING:
+    from flux.integrations._limits import Check
+
 try:
     from starlette.requests import HTTPConnection, Request
     from starlette.responses import JSONResponse, Response
@@ -110,19 +113,34 @@ class StarletteIntegration(Integration):
             _set_headers(target.raw_headers, headers)
         return response
 
+    def add_check_headers(
+        self, request: Any, response: Any, check: Check, sub_response: Any = None
+    ) -> Any:
+        """:meth:`add_headers` with the headers of ``check`` (rendered natively, as bytes)."""
+        target = response if isinstance(response, Response) else sub_response
+        if isinstance(target, Response):
+            _extend_raw(target.raw_headers, check.header_items(raw=True))
+        return response
+
 
 def _set_headers(raw: list[tuple[bytes, bytes]], headers: Mapping[str, str]) -> None:
-    """Set ``headers`` on a raw ASGI header list, replacing any present.
+    """Set ``headers`` on a raw ASGI header list, replacing any present."""
+    _extend_raw(
+        raw, [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    )
+
+
+def _extend_raw(raw: list[tuple[bytes, bytes]], items: list[tuple[bytes, bytes]]) -> None:
+    """Add lower-cased raw header ``items`` to a raw ASGI header list, replacing any present.
 
     MutableHeaders.__setitem__ rescans the list for every header; the usual case (none of
-    them present yet) is a plain append.
+    them present yet: FastAPI's sub-response starts empty) is one list extend.
     """
-    present = {name for name, _ in raw}
-    for name, value in headers.items():
-        key = name.lower().encode("latin-1")
-        if key in present:
-            raw[:] = [(k, v) for k, v in raw if k != key]
-        raw.append((key, value.encode("latin-1")))
+    if raw:
+        names = {name for name, _ in items}
+        if any(name in names for name, _ in raw):
+            raw[:] = [(k, v) for k, v in raw if k not in names]
+    raw.extend(items)
 
 
 INTEGRATION = StarletteIntegration()

@@ -4,6 +4,7 @@
 mod aio;
 mod clock;
 mod errors;
+mod headers;
 mod limiter;
 mod logging;
 mod redis_store;

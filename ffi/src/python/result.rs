@@ -2,7 +2,9 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use super::headers;
 
 /// Where a decision came from (the `source` attribute).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +146,46 @@ impl RateLimitResult {
             )?;
         }
         Ok(headers)
+    }
+
+    /// The informational headers of this decision, for a limit named `quoted_name` (an
+    /// sf-string, quotes included, as `flux.headers.sf_string` makes it) whose window is
+    /// `window` whole seconds: `X-RateLimit-Limit`, `-Remaining`, `-Reset`, `RateLimit-Policy`
+    /// and `RateLimit`, as a list of `(name, value)` pairs. With `raw=True` the names are
+    /// lower-cased and both are bytes, as in an ASGI header list. `Retry-After` is not among
+    /// them: its jitter is decided in Python (`flux.headers.limit_headers`).
+    #[pyo3(signature = (quoted_name, window, raw=false))]
+    fn header_items<'py>(
+        &self,
+        py: Python<'py>,
+        quoted_name: &str,
+        window: u64,
+        raw: bool,
+    ) -> PyResult<Bound<'py, PyList>> {
+        if !headers::is_printable_ascii(quoted_name) {
+            return Err(PyValueError::new_err(format!(
+                "quoted_name must be printable ASCII (an sf-string), got {quoted_name:?}"
+            )));
+        }
+        let values = headers::values(
+            self.limit,
+            self.remaining,
+            self.reset_after,
+            quoted_name,
+            window,
+        );
+        let list = PyList::empty(py);
+        for (i, value) in values.iter().enumerate() {
+            let pair = if raw {
+                let name = PyBytes::new(py, headers::RAW_NAMES[i]);
+                PyTuple::new(py, [name, PyBytes::new(py, value.as_bytes())])?
+            } else {
+                let name = pyo3::types::PyString::intern(py, headers::NAMES[i]);
+                PyTuple::new(py, [name, pyo3::types::PyString::new(py, value)])?
+            };
+            list.append(pair)?;
+        }
+        Ok(list)
     }
 
     fn __bool__(&self) -> bool {
