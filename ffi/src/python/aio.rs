@@ -5,8 +5,9 @@
 //! - `ahit` (GIL held, < 1 µs): creates an asyncio future on the running loop and queues the
 //!   request for the store's [`Dispatcher`]. Nothing waits; the event loop goes on.
 //! - The dispatcher's workers (no GIL, ever) take everything queued, up to [`MAX_BATCH`], send
-//!   it as one pipeline (`RedisStore::hit_batch`: one round trip), and hand the outcomes to the
-//!   loop's [`Waker`]. While one worker waits on a round trip the next takes what has queued
+//!   it as one pipeline (`RedisStore::hit_batch`: one round trip, in which Redis's batch script
+//!   decides up to 128 hits per EVALSHA, each as if alone), and hand the outcomes to the loop's
+//!   [`Waker`]. While one worker waits on a round trip the next takes what has queued
 //!   since, so round trips overlap and their number stays far below the number of hits.
 //! - The waker is a socket pair registered with `loop.add_reader`: a worker writes one byte
 //!   (only when the loop is not already signalled), and the loop, in its own thread and
