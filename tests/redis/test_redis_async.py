@@ -17,7 +17,7 @@ from delay_proxy import DelayProxy
 from fluxredis import redis_config
 from redis_server import RedisServer
 
-from flux import FluxConfig, RateLimiter, RateLimitResult, _flux
+from flux import ConnectionError, FluxConfig, RateLimiter, RateLimitResult, _flux
 
 HOUR = 3600.0
 YEAR = 365 * 24 * HOUR
@@ -176,3 +176,37 @@ def test_ahit_on_the_embedded_store_needs_no_loop_machinery() -> None:
         return [*wrapped, first.allowed, *(r.allowed for r in gathered), many[0].allowed]
 
     assert asyncio.run(run()) == [True, True, False, True, True, False, True]
+
+
+def test_a_bad_key_among_concurrent_hits_fails_alone(redis: RedisServer) -> None:
+    # The hits of one pipeline go to Redis's batch script together: a key of the wrong type
+    # must fail its own hit only, and every other hit must be decided and counted once.
+    lim = _flux.Limiter(10**6, YEAR, store=_flux.RedisStore(redis.url, fail_silently=False))
+    redis.command("RPUSH", "flux:{bad}:gcra", "not a limiter")
+    keys = ["bad" if i == 50 else f"good-{i % 10}" for i in range(100)]
+
+    async def run() -> list[RateLimitResult | BaseException]:
+        return list(await asyncio.gather(*(lim.ahit(k) for k in keys), return_exceptions=True))
+
+    results = asyncio.run(run())
+    bad = results[50]
+    assert isinstance(bad, ConnectionError) and "WRONGTYPE" in str(bad), bad
+    assert all(
+        isinstance(r, RateLimitResult) and r.allowed for i, r in enumerate(results) if i != 50
+    )
+    counted = [10**6 - lim.peek(f"good-{k}").remaining for k in range(10)]
+    assert counted == [9] + [10] * 9  # hit 50 would have been good-0's tenth
+    assert redis.command("LLEN", "flux:{bad}:gcra") == 1
+
+
+def test_script_flush_under_concurrent_hits_counts_each_once(redis: RedisServer) -> None:
+    lim = RateLimiter(10**6, YEAR, config=redis_config(redis.url, fail_silently=False))
+
+    async def run() -> None:
+        for _ in range(5):
+            redis.command("SCRIPT", "FLUSH")
+            results = await asyncio.gather(*(lim.ahit(f"k{i % 7}") for i in range(700)))
+            assert all(r.source == "redis" for r in results)
+
+    asyncio.run(run())
+    assert [10**6 - lim.peek(f"k{i}").remaining for i in range(7)] == [500] * 7
