@@ -320,7 +320,9 @@ def throughput(server: RedisServer, hits: int) -> list[Row]:
     config = FluxConfig(redis=RedisConfig(url=server.url, pool_size=8), storage="redis")
     limiter = RateLimiter(REQUESTS * 1000, PERIOD, config=config)
     asyncio_throughput(limiter, 256, hits // 10)  # warm: threads started, scripts loaded
-    tasks, runs = 256, 3
+    # Every run is shown; the best one is judged: on a shared machine a neighbour's burst can
+    # halve any single run, and the target is what one process can do.
+    tasks, runs = 256, 5
     store = limiter.store
     before = store.stats() if store is not None else {}
     command(server.port, "CONFIG", "RESETSTAT")
