@@ -28,6 +28,7 @@ from flux.config import FluxConfig, RateLimitPolicy, get_config
 from flux.identity import Identifier, KeySpec
 from flux.integrations import find_request
 from flux.integrations._limits import (
+    Check,
     Cost,
     Limit,
     Rule,
@@ -299,20 +300,38 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
     # Settled now: a limit keeps the configuration it was declared with.
     headers_on_success = rules[0].limit.config.flux.headers_on_success
 
+    # One limit and no methods to select by: most views. Their allowed requests take a short
+    # lane, straight from the decision to the response, without a Check.
+    lane = rules[0] if len(rules) == 1 and rules[0].methods is None else None
+
     # The two wrappers differ only in awaiting; they run on every request, so each is written
-    # out in full rather than through shared helpers (a Python call costs ~0.1 µs).
+    # out in full rather than through shared helpers (a Python call costs ~0.1 µs here).
     if inspect.iscoroutinefunction(func):
+        if lane is not None and lane.limit.awaitable:
+            lane = None  # a Redis round trip: awaited through aevaluate, never inline
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             integration, request, sub = locate(args, kwargs)
-            check = await aevaluate(rules, integration, request, args, kwargs, endpoint)
-            if check is None:
-                return await func(*args, **kwargs)
-            if integration is None:  # a plain call: raise, there is no response to make
-                if check.denied:
-                    raise check.exception()
-                return await func(*args, **kwargs)
+            if lane is not None and integration is not None:
+                identity, result = lane.hit(integration, request, args, kwargs, endpoint)
+                state = integration.state(request)
+                if state is None and result.allowed:
+                    response = await func(*args, **kwargs)
+                    if headers_on_success:
+                        raw = integration.raw_headers
+                        items = result.header_items(lane.quoted_label, lane.window_s, raw)
+                        return integration.add_header_items(request, response, items, sub)
+                    return response
+                check = Check(rules, [identity], [result], state)
+            else:
+                check = await aevaluate(rules, integration, request, args, kwargs, endpoint)
+                if check is None:
+                    return await func(*args, **kwargs)
+                if integration is None:  # a plain call: raise, there is no response to make
+                    if check.denied:
+                        raise check.exception()
+                    return await func(*args, **kwargs)
             if check.state is not None:
                 # Tell a middleware on this request that the view writes the headers.
                 check.state.decorated = True
@@ -320,7 +339,8 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                 return check.deny(integration)
             response = await func(*args, **kwargs)
             if headers_on_success:
-                return integration.add_check_headers(request, response, check, sub)
+                items = check.header_items(integration.raw_headers)
+                return integration.add_header_items(request, response, items, sub)
             return response
 
         wrapper: Callable[..., Any] = async_wrapper
@@ -329,13 +349,25 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             integration, request, sub = locate(args, kwargs)
-            check = evaluate(rules, integration, request, args, kwargs, endpoint)
-            if check is None:
-                return func(*args, **kwargs)
-            if integration is None:  # a plain call: raise, there is no response to make
-                if check.denied:
-                    raise check.exception()
-                return func(*args, **kwargs)
+            if lane is not None and integration is not None:
+                identity, result = lane.hit(integration, request, args, kwargs, endpoint)
+                state = integration.state(request)
+                if state is None and result.allowed:
+                    response = func(*args, **kwargs)
+                    if headers_on_success:
+                        raw = integration.raw_headers
+                        items = result.header_items(lane.quoted_label, lane.window_s, raw)
+                        return integration.add_header_items(request, response, items, sub)
+                    return response
+                check = Check(rules, [identity], [result], state)
+            else:
+                check = evaluate(rules, integration, request, args, kwargs, endpoint)
+                if check is None:
+                    return func(*args, **kwargs)
+                if integration is None:  # a plain call: raise, there is no response to make
+                    if check.denied:
+                        raise check.exception()
+                    return func(*args, **kwargs)
             if check.state is not None:
                 # Tell a middleware on this request that the view writes the headers.
                 check.state.decorated = True
@@ -343,7 +375,8 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                 return check.deny(integration)
             response = func(*args, **kwargs)
             if headers_on_success:
-                return integration.add_check_headers(request, response, check, sub)
+                items = check.header_items(integration.raw_headers)
+                return integration.add_header_items(request, response, items, sub)
             return response
 
         wrapper = sync_wrapper

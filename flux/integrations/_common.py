@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flux.headers import AppliedLimit
-
-if TYPE_CHECKING:
-    from flux.integrations._limits import Check
 
 __all__ = ["DUCK", "Integration", "RequestState", "denied_body"]
 
@@ -47,6 +44,8 @@ class Integration:
     """How flux reads one framework's requests and builds its responses."""
 
     name: str = "generic"
+    #: Whether :meth:`add_header_items` takes lower-cased bytes pairs (an ASGI header list).
+    raw_headers: bool = False
 
     def is_request(self, obj: Any) -> bool:
         """Whether ``obj`` is a request of this framework."""
@@ -89,15 +88,12 @@ class Integration:
         """Add ``headers`` to what a view returned; returns what the view should return."""
         return response
 
-    def add_check_headers(
-        self, request: Any, response: Any, check: Check, sub_response: Any = None
+    def add_header_items(
+        self, request: Any, response: Any, items: list[tuple[Any, Any]], sub_response: Any = None
     ) -> Any:
-        """Add the headers of a decorated view's ``check``; returns what the view returns.
-
-        Runs on every allowed request: integrations override it to take the headers as
-        pairs rendered natively (:meth:`Check.header_items`) instead of as a mapping.
-        """
-        return self.add_headers(request, response, check.headers(), sub_response)
+        """:meth:`add_headers` for ``(name, value)`` pairs, as a decorated view adds them on
+        every allowed request (bytes when :attr:`raw_headers`)."""
+        return self.add_headers(request, response, dict(items), sub_response)
 
 
 def _duck_attr(obj: Any, *names: str) -> Any:

@@ -242,6 +242,32 @@ class Rule:
         """The key handed to the limiter for ``identity`` (a preset's prefix has its name)."""
         return self.key_prefix + identity
 
+    def hit(
+        self,
+        integration: Integration | None,
+        request: Any,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any],
+        endpoint: str | None,
+    ) -> tuple[str, RateLimitResult]:
+        """Count one call against this rule alone: ``(identity, decision)``, reported to
+        analytics. (Methods are the caller's to check.)
+
+        Every request of a singly-limited view comes through here, so it is written out in
+        full rather than through helpers: each Python call saved is ~0.1 µs.
+        """
+        identity = self.identify(integration, request, args, kwargs)
+        cost = self.cost if self.fixed_cost else self.cost_for(request, args, kwargs)
+        limiter = self.limit.limiter
+        started = perf_counter()
+        try:
+            result = limiter.hit(self.key_prefix + identity, endpoint, cost)
+        except Exception as error:
+            report_error((self.bucket,), (identity,), error, perf_counter() - started, endpoint)
+            raise
+        report_one(self.bucket, identity, result, perf_counter() - started, endpoint)
+        return identity, result
+
     def cost_for(self, request: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> int:
         """The cost of this call (a callable cost sees the request, or the call's arguments)."""
         cost = self.cost
@@ -478,23 +504,10 @@ def _evaluate_one(
     kwargs: Mapping[str, Any],
     endpoint: str | None,
 ) -> Check | None:
-    """:func:`evaluate` for a single rule, the usual case, without a plan to build.
-
-    It runs on every request of every decorated view, so it is written out in full rather
-    than through the general path's helpers: each Python call saved is ~0.1 µs.
-    """
+    """:func:`evaluate` for a single rule, the usual case, without a plan to build."""
     if rule.methods is not None and not _method_in(rule.methods, integration, request):
         return None
-    identity = rule.identify(integration, request, args, kwargs)
-    cost = rule.cost if rule.fixed_cost else rule.cost_for(request, args, kwargs)
-    limiter = rule.limit.limiter
-    started = perf_counter()
-    try:
-        result = limiter.hit(rule.key_prefix + identity, endpoint, cost)
-    except Exception as error:
-        report_error((rule.bucket,), (identity,), error, perf_counter() - started, endpoint)
-        raise
-    report_one(rule.bucket, identity, result, perf_counter() - started, endpoint)
+    identity, result = rule.hit(integration, request, args, kwargs, endpoint)
     state = integration.state(request) if integration is not None else None
     return Check([rule], [identity], [result], state)
 

@@ -25,9 +25,6 @@ from typing import Any, Callable
 from flux.integrations import FrameworkNotInstalled
 from flux.integrations._common import TOO_MANY_REQUESTS, Integration, RequestState
 
-if typing.TYPE_CHECKING:
-    from flux.integrations._limits import Check
-
 try:
     from starlette.requests import HTTPConnection, Request
     from starlette.responses import JSONResponse, Response
@@ -55,6 +52,7 @@ class StarletteIntegration(Integration):
     """Reads Starlette/FastAPI ``Request``; answers with ``JSONResponse``."""
 
     name = "starlette"
+    raw_headers = True
 
     def is_request(self, obj: Any) -> bool:
         """A Starlette ``Request`` (FastAPI's is the same class)."""
@@ -113,13 +111,13 @@ class StarletteIntegration(Integration):
             _set_headers(target.raw_headers, headers)
         return response
 
-    def add_check_headers(
-        self, request: Any, response: Any, check: Check, sub_response: Any = None
+    def add_header_items(
+        self, request: Any, response: Any, items: list[tuple[Any, Any]], sub_response: Any = None
     ) -> Any:
-        """:meth:`add_headers` with the headers of ``check`` (rendered natively, as bytes)."""
+        """:meth:`add_headers` for lower-cased bytes pairs."""
         target = response if isinstance(response, Response) else sub_response
         if isinstance(target, Response):
-            _extend_raw(target.raw_headers, check.header_items(raw=True))
+            _extend_raw(target.raw_headers, items)
         return response
 
 

@@ -2,7 +2,8 @@
 
 Views: ``@rate_limit`` goes **below** ``@app.route``/``@bp.route``; the request comes from the
 active request context, so views keep their signatures. Allowed responses get the headers
-through ``after_this_request``, so a view may return anything Flask accepts.
+through ``after_this_request``, so a view may return anything Flask accepts (and a view
+called directly returns exactly what it returned).
 
 Extension (global limits)::
 
@@ -13,10 +14,19 @@ Extension (global limits)::
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Mapping
 from typing import Any
 
+from flux.headers import (
+    RATELIMIT,
+    RATELIMIT_POLICY,
+    RETRY_AFTER,
+    X_RATELIMIT_LIMIT,
+    X_RATELIMIT_REMAINING,
+    X_RATELIMIT_RESET,
+)
 from flux.integrations import FrameworkNotInstalled
 from flux.integrations._common import TOO_MANY_REQUESTS, Integration, RequestState
 
@@ -26,17 +36,18 @@ try:
         Response,
         after_this_request,
         g,
-        has_request_context,
         jsonify,
     )
     from flask import request as _request_proxy
+    from werkzeug.datastructures import Headers
 except ImportError as exc:  # pragma: no cover - exercised only without Flask
     raise FrameworkNotInstalled("flask", "flask") from exc
 
-__all__ = ["INTEGRATION", "FlaskIntegration", "FluxLimiter"]
+__all__ = ["INTEGRATION", "FlaskIntegration", "FluxLimiter", "set_headers"]
 
-# Attribute of flask.g holding the extension's RequestState (g lives exactly one request).
-_STATE_ATTR = "_flux_state"
+# WSGI environ key of the extension's RequestState: the environ lives exactly one request,
+# and reading it is a dict lookup (flask.g goes through a context-local proxy).
+_STATE_KEY = "flux.state"
 EXTENSION_NAME = "flux"
 
 
@@ -47,9 +58,10 @@ class FlaskIntegration(Integration):
 
     def current_request(self) -> Any:
         """The request of the active request context, or None outside one."""
-        if not has_request_context():
+        try:
+            return _request_proxy._get_current_object()  # type: ignore[attr-defined]
+        except RuntimeError:  # "Working outside of request context"
             return None
-        return _request_proxy._get_current_object()  # type: ignore[attr-defined]
 
     def is_request(self, obj: Any) -> bool:
         """Flask requests are found through the context, never among arguments."""
@@ -91,31 +103,75 @@ class FlaskIntegration(Integration):
         return str(request.path)
 
     def state(self, request: Any) -> RequestState | None:
-        """The extension's state, kept on ``flask.g``."""
-        return g.get(_STATE_ATTR)
+        """The extension's state, kept in the request's WSGI environ."""
+        return request.environ.get(_STATE_KEY)
 
     def set_state(self, request: Any, state: RequestState) -> None:
-        """Keep the extension's state on ``flask.g``."""
-        setattr(g, _STATE_ATTR, state)
+        """Keep the extension's state in the request's WSGI environ."""
+        request.environ[_STATE_KEY] = state
 
     def denied(self, body: dict[str, Any], headers: Mapping[str, str]) -> Response:
         """``jsonify(body)`` with status 429 and the headers."""
         response = jsonify(body)
         response.status_code = TOO_MANY_REQUESTS
-        response.headers.update(headers)
+        set_headers(response.headers, headers)
         return response
 
     def add_headers(
         self, request: Any, response: Any, headers: Mapping[str, str], sub_response: Any = None
     ) -> Any:
         """Add the headers once Flask has made the final response (``after_this_request``)."""
-
-        def add(final: Response) -> Response:
-            final.headers.update(headers)
-            return final
-
-        after_this_request(add)
+        after_this_request(functools.partial(_with_headers, list(headers.items())))
         return response
+
+    def add_header_items(
+        self, request: Any, response: Any, items: list[tuple[Any, Any]], sub_response: Any = None
+    ) -> Any:
+        """:meth:`add_headers` for ``(name, value)`` pairs."""
+        after_this_request(functools.partial(_with_headers, items))
+        return response
+
+
+# Lower-cased names of every header flux writes (a response may already hold some).
+_FLUX_HEADERS = frozenset(
+    name.lower()
+    for name in (
+        RETRY_AFTER,
+        X_RATELIMIT_LIMIT,
+        X_RATELIMIT_REMAINING,
+        X_RATELIMIT_RESET,
+        RATELIMIT_POLICY,
+        RATELIMIT,
+    )
+)
+
+
+def _with_headers(items: list[tuple[str, str]], response: Response) -> Response:
+    """``response`` with the header ``items`` set (an ``after_this_request`` callback)."""
+    set_headers(response.headers, items)
+    return response
+
+
+def set_headers(target: Headers, headers: Mapping[str, str] | list[tuple[str, str]]) -> None:
+    """Set flux's ``headers`` (a mapping or ``(name, value)`` pairs) on werkzeug ``Headers``,
+    replacing any already there.
+
+    ``Headers.update`` validates and rescans the list for each header, which costs more than
+    the whole rate-limit decision. flux's values are digits and sf-strings of printable
+    ASCII, so they need no validation: when none is present yet (the usual case) they are
+    appended to the underlying list directly.
+    """
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    raw = getattr(target, "_list", None)
+    if type(raw) is list:
+        for name, _ in raw:
+            if name.lower() in _FLUX_HEADERS:
+                break
+        else:
+            raw.extend(items)
+            return
+    for name, value in items:  # a header to replace, or a werkzeug without ``_list``
+        target.set(name, value)
 
 
 INTEGRATION = FlaskIntegration()
@@ -152,9 +208,10 @@ class FluxLimiter:
             return None
 
         def add_headers(response: Response) -> Response:
-            state = INTEGRATION.state(None)
+            request = INTEGRATION.current_request()
+            state = INTEGRATION.state(request) if request is not None else None
             if state is not None and not state.decorated and limits.headers_on_success:
-                response.headers.update(limits.headers(state.applied))
+                set_headers(response.headers, limits.headers(state.applied))
             return response
 
         # Run before every other before_request hook: a denied request should cost nothing.

@@ -34,22 +34,43 @@ pub fn is_printable_ascii(text: &str) -> bool {
     text.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
-/// The values of [`NAMES`], in order, for a decision of a limit named `quoted_name` (an
-/// sf-string, quotes included) whose window is `window_s` whole seconds.
-pub fn values(
+/// Writes the values of [`NAMES`], in order, one after another into `out`, for a decision of
+/// a limit named `quoted_name` (an sf-string, quotes included) whose window is `window_s`
+/// whole seconds. Returns the byte range of each value in `out`.
+///
+/// One buffer and no formatting machinery: this runs on every allowed request.
+pub fn write_values(
+    out: &mut String,
     limit: u64,
     remaining: u64,
     reset_after: f64,
     quoted_name: &str,
     window_s: u64,
-) -> [String; 5] {
-    let reset = ceil_seconds(reset_after);
+) -> [std::ops::Range<usize>; 5] {
+    fn mark(out: &mut String, parts: &[&str]) -> std::ops::Range<usize> {
+        let start = out.len();
+        for part in parts {
+            out.push_str(part);
+        }
+        start..out.len()
+    }
+    // One stack buffer per number: each formatted text is used twice.
+    let (mut a, mut b, mut c, mut d) = (
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+        itoa::Buffer::new(),
+    );
+    let limit_text = a.format(limit);
+    let remaining_text = b.format(remaining);
+    let reset_text = c.format(ceil_seconds(reset_after));
+    let window_text = d.format(window_s);
     [
-        limit.to_string(),
-        remaining.to_string(),
-        reset.to_string(),
-        format!("{quoted_name};q={limit};w={window_s}"),
-        format!("{quoted_name};r={remaining};t={reset}"),
+        mark(out, &[limit_text]),
+        mark(out, &[remaining_text]),
+        mark(out, &[reset_text]),
+        mark(out, &[quoted_name, ";q=", limit_text, ";w=", window_text]),
+        mark(out, &[quoted_name, ";r=", remaining_text, ";t=", reset_text]),
     ]
 }
 
@@ -68,8 +89,10 @@ mod tests {
 
     #[test]
     fn renders_the_five_fields() {
-        let v = values(10, 7, 3.2, "\"api\"", 60);
-        assert_eq!(v, ["10", "7", "4", "\"api\";q=10;w=60", "\"api\";r=7;t=4"]);
+        let mut out = String::new();
+        let ranges = write_values(&mut out, 10, 7, 3.2, "\"api\"", 60);
+        let values = ranges.map(|range| out[range].to_string());
+        assert_eq!(values, ["10", "7", "4", "\"api\";q=10;w=60", "\"api\";r=7;t=4"]);
     }
 
     #[test]

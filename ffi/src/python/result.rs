@@ -2,7 +2,8 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use super::headers;
 
@@ -167,25 +168,36 @@ impl RateLimitResult {
                 "quoted_name must be printable ASCII (an sf-string), got {quoted_name:?}"
             )));
         }
-        let values = headers::values(
+        let mut text = String::with_capacity(64 + 2 * quoted_name.len());
+        let ranges = headers::write_values(
+            &mut text,
             self.limit,
             self.remaining,
             self.reset_after,
             quoted_name,
             window,
         );
-        let list = PyList::empty(py);
-        for (i, value) in values.iter().enumerate() {
-            let pair = if raw {
-                let name = PyBytes::new(py, headers::RAW_NAMES[i]);
-                PyTuple::new(py, [name, PyBytes::new(py, value.as_bytes())])?
-            } else {
-                let name = pyo3::types::PyString::intern(py, headers::NAMES[i]);
-                PyTuple::new(py, [name, pyo3::types::PyString::new(py, value)])?
-            };
-            list.append(pair)?;
+        // The names are the same five objects on every call: made once per interpreter.
+        static NAMES: PyOnceLock<[Py<PyString>; 5]> = PyOnceLock::new();
+        static RAW_NAMES: PyOnceLock<[Py<PyBytes>; 5]> = PyOnceLock::new();
+        if raw {
+            let names = RAW_NAMES.get_or_init(py, || {
+                headers::RAW_NAMES.map(|name| PyBytes::new(py, name).unbind())
+            });
+            let pairs = names.iter().zip(ranges).map(|(name, range)| {
+                (name.bind(py), PyBytes::new(py, &text.as_bytes()[range]))
+            });
+            PyList::new(py, pairs)
+        } else {
+            let names = NAMES.get_or_init(py, || {
+                headers::NAMES.map(|name| PyString::intern(py, name).unbind())
+            });
+            let pairs = names
+                .iter()
+                .zip(ranges)
+                .map(|(name, range)| (name.bind(py), PyString::new(py, &text[range])));
+            PyList::new(py, pairs)
         }
-        Ok(list)
     }
 
     fn __bool__(&self) -> bool {
