@@ -70,7 +70,10 @@ pub fn write_values(
         mark(out, &[remaining_text]),
         mark(out, &[reset_text]),
         mark(out, &[quoted_name, ";q=", limit_text, ";w=", window_text]),
-        mark(out, &[quoted_name, ";r=", remaining_text, ";t=", reset_text]),
+        mark(
+            out,
+            &[quoted_name, ";r=", remaining_text, ";t=", reset_text],
+        ),
     ]
 }
 
@@ -92,7 +95,10 @@ mod tests {
         let mut out = String::new();
         let ranges = write_values(&mut out, 10, 7, 3.2, "\"api\"", 60);
         let values = ranges.map(|range| out[range].to_string());
-        assert_eq!(values, ["10", "7", "4", "\"api\";q=10;w=60", "\"api\";r=7;t=4"]);
+        assert_eq!(
+            values,
+            ["10", "7", "4", "\"api\";q=10;w=60", "\"api\";r=7;t=4"]
+        );
     }
 
     #[test]

@@ -184,9 +184,10 @@ impl RateLimitResult {
             let names = RAW_NAMES.get_or_init(py, || {
                 headers::RAW_NAMES.map(|name| PyBytes::new(py, name).unbind())
             });
-            let pairs = names.iter().zip(ranges).map(|(name, range)| {
-                (name.bind(py), PyBytes::new(py, &text.as_bytes()[range]))
-            });
+            let pairs = names
+                .iter()
+                .zip(ranges)
+                .map(|(name, range)| (name.bind(py), PyBytes::new(py, &text.as_bytes()[range])));
             PyList::new(py, pairs)
         } else {
             let names = NAMES.get_or_init(py, || {
