@@ -303,6 +303,7 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
     # One limit and no methods to select by: most views. Their allowed requests take a short
     # lane, straight from the decision to the response, without a Check.
     lane = rules[0] if len(rules) == 1 and rules[0].methods is None else None
+    quoted_label, window_s = rules[0].quoted_label, rules[0].window_s
 
     # The two wrappers differ only in awaiting; they run on every request, so each is written
     # out in full rather than through shared helpers (a Python call costs ~0.1 µs here).
@@ -320,7 +321,7 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                     response = await func(*args, **kwargs)
                     if headers_on_success:
                         raw = integration.raw_headers
-                        items = result.header_items(lane.quoted_label, lane.window_s, raw)
+                        items = result.header_items(quoted_label, window_s, raw)
                         return integration.add_header_items(request, response, items, sub)
                     return response
                 check = Check(rules, [identity], [result], state)
@@ -356,7 +357,7 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                     response = func(*args, **kwargs)
                     if headers_on_success:
                         raw = integration.raw_headers
-                        items = result.header_items(lane.quoted_label, lane.window_s, raw)
+                        items = result.header_items(quoted_label, window_s, raw)
                         return integration.add_header_items(request, response, items, sub)
                     return response
                 check = Check(rules, [identity], [result], state)

@@ -279,7 +279,8 @@ class Identifier:
         self.spec = key
         self._header: str | None = None
         self._arity: int | None = None
-        self._peer_only = (key is None or key == KEY_IP) and not self.trusted_proxies
+        #: The identity is a function of the socket peer alone (see :meth:`of_peer`).
+        self.peer_only = (key is None or key == KEY_IP) and not self.trusted_proxies
         if isinstance(key, str):
             if key.startswith(KEY_HEADER):
                 self._header = key[len(KEY_HEADER) :].strip()
@@ -316,11 +317,15 @@ class Identifier:
     ) -> str:
         """The identity for one call: ``request`` (with its ``integration``), or, for a plain
         function call, its ``args``/``kwargs`` (given to a callable key)."""
-        if self._peer_only and integration is not None:
-            # The default key, no proxies to believe: a function of the peer alone, cached.
-            return _peer_identity(integration.peer(request), self.ipv6_prefix, self.hash_keys)
+        if self.peer_only and integration is not None:
+            return self.of_peer(integration.peer(request))
         identity = self._identity(integration, request, args, kwargs or {})
         return hash_identity(identity) if self.hash_keys else identity
+
+    def of_peer(self, peer: str | None) -> str:
+        """The identity of a request from socket ``peer``, when :attr:`peer_only` (the default
+        key, no proxies to believe): cached by the peer text."""
+        return _peer_identity(peer, self.ipv6_prefix, self.hash_keys)
 
     def _identity(
         self,

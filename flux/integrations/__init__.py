@@ -98,16 +98,20 @@ def find_request(
     Looks at the first two positional arguments (``request`` or ``self, request``), then the
     keyword arguments, then an active Flask request context. ``(None, None)`` for a plain call.
     """
-    for candidate in args[:_POSITIONS]:
-        integration = integration_for(candidate)
-        if integration is not None:
-            return integration, candidate
-    for candidate in kwargs.values():
-        integration = integration_for(candidate)
-        if integration is not None:
-            return integration, candidate
-    if "flask" in sys.modules:
+    if args:
+        for candidate in args[:_POSITIONS]:
+            integration = integration_for(candidate)
+            if integration is not None:
+                return integration, candidate
+    if kwargs:
+        for candidate in kwargs.values():
+            integration = integration_for(candidate)
+            if integration is not None:
+                return integration, candidate
+    flask = _loaded.get("flask")
+    if flask is None and "flask" in sys.modules:
         flask = load("flask")
+    if flask is not None:
         request = flask.current_request()  # type: ignore[attr-defined]
         if request is not None:
             return flask, request

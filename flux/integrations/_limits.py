@@ -256,9 +256,15 @@ class Rule:
         Every request of a singly-limited view comes through here, so it is written out in
         full rather than through helpers: each Python call saved is ~0.1 µs.
         """
-        identity = self.identify(integration, request, args, kwargs)
+        identify = self.identify
+        if identify.peer_only and integration is not None:
+            identity = identify.of_peer(integration.peer(request))
+        else:
+            identity = identify(integration, request, args, kwargs)
         cost = self.cost if self.fixed_cost else self.cost_for(request, args, kwargs)
-        limiter = self.limit.limiter
+        limit = self.limit
+        # Limit.limiter, inline: it is only rebuilt after a test reset.
+        limiter = limit._limiter if limit._generation == _generation else limit.limiter
         started = perf_counter()
         try:
             result = limiter.hit(self.key_prefix + identity, endpoint, cost)
