@@ -13,7 +13,7 @@ ANALYTICS_TESTS = Path(__file__).with_name("analytics")
 if str(ANALYTICS_TESTS) not in sys.path:
     sys.path.insert(0, str(ANALYTICS_TESTS))
 
-from analytics_support import REDIS_SERVER, RedisProcess, free_port  # noqa: E402
+from analytics_support import RedisServer, free_port, redis_available  # noqa: E402
 
 from flux import clear, cli  # noqa: E402
 from flux.identity import hash_identity  # noqa: E402
@@ -29,16 +29,16 @@ OTHER_KEYS = ["app:session:1", "fluxy", "flux"]
 
 
 @pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisProcess]:
-    if REDIS_SERVER is None:
+def redis_server() -> Iterator[RedisServer]:
+    if not redis_available():
         pytest.skip("redis-server is not installed (make redis-server)")
-    server = RedisProcess()
+    server = RedisServer().start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def client(redis_server: RedisProcess) -> Iterator[Any]:
+def client(redis_server: RedisServer) -> Iterator[Any]:
     import redis
 
     client = redis.Redis.from_url(redis_server.url, decode_responses=True)
@@ -53,7 +53,7 @@ def client(redis_server: RedisProcess) -> Iterator[Any]:
 
 
 @pytest.fixture
-def url(redis_server: RedisProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+def url(redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.chdir(tmp_path)  # no ./flux.toml of the repository
     monkeypatch.delenv("FLUX_CONFIG", raising=False)
     monkeypatch.delenv("FLUX_REDIS_URL", raising=False)

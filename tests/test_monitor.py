@@ -17,7 +17,7 @@ ANALYTICS_TESTS = Path(__file__).with_name("analytics")
 if str(ANALYTICS_TESTS) not in sys.path:
     sys.path.insert(0, str(ANALYTICS_TESTS))
 
-from analytics_support import REDIS_SERVER, RedisProcess, free_port, make_config  # noqa: E402
+from analytics_support import RedisServer, free_port, make_config, redis_available  # noqa: E402
 
 from flux import RateLimiter, RateLimitResult, analytics, monitor  # noqa: E402
 from flux.analytics import hooks  # noqa: E402
@@ -44,9 +44,9 @@ def wide(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    if REDIS_SERVER is None:
+    if not redis_available():
         pytest.skip("redis-server is not installed (make redis-server)")
-    server = RedisProcess()
+    server = RedisServer().start()
     yield server.url
     server.stop()
 

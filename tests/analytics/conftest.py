@@ -13,7 +13,7 @@ HERE = Path(__file__).parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from analytics_support import REDIS_SERVER, RedisProcess  # noqa: E402
+from analytics_support import RedisServer, redis_available  # noqa: E402
 
 from flux import analytics  # noqa: E402
 from flux.analytics import hooks  # noqa: E402
@@ -30,17 +30,17 @@ def clean_analytics() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisProcess]:
+def redis_server() -> Iterator[RedisServer]:
     """One redis-server for the session (emptied before each test that uses it)."""
-    if REDIS_SERVER is None:
+    if not redis_available():
         pytest.skip("redis-server is not installed (make redis-server)")
-    server = RedisProcess()
+    server = RedisServer().start()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def redis_url(redis_server: RedisProcess) -> Iterator[str]:
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
     """The URL of an empty Redis."""
     import redis
 
