@@ -1,7 +1,8 @@
 //! The batch script (`RedisStore::hit_batch`: many independent hits in one EVALSHA, what the
 //! async pipeline and busy threads use) against a real `redis-server` started here: the very
 //! decisions the one-limit scripts give, hit by hit, for every algorithm; one bad key failing
-//! alone; SCRIPT FLUSH in the middle of a run changing nothing; maxmemory counting nothing.
+//! alone; SCRIPT FLUSH in the middle of a run changing nothing; maxmemory counting nothing; a
+//! timed-out batch never sent twice.
 
 #![cfg(feature = "redis")]
 
@@ -9,6 +10,7 @@ mod support;
 
 use flux_core::store::redis::{BreakerState, RedisConfig, RedisStore, Source, SCRIPT_BATCH};
 use flux_core::{AlgorithmKind, Decision, Error, Limiter, Quota};
+use std::time::{Duration, Instant};
 use support::vectors::{vectors, Expect};
 use support::RedisServer;
 
@@ -338,4 +340,49 @@ fn maxmemory_reached_fails_every_hit_of_a_batch_and_counts_nothing() {
     assert_eq!(log.peek("before").unwrap().remaining, 4, "nothing counted");
     assert_eq!(gcra.peek("new").unwrap().remaining, 5);
     assert_eq!(log.peek("new").unwrap().remaining, 5);
+}
+
+/// A batch that times out (Redis busy in DEBUG SLEEP) fails as a whole within `timeout_ms`
+/// and is never sent again: once Redis wakes it runs the batch it already read, once, so
+/// every hit is counted at most once, and the next answers are their own.
+#[test]
+fn a_batch_that_times_out_is_not_sent_twice() {
+    let server = RedisServer::start();
+    let store = RedisStore::connect(RedisConfig {
+        timeout_ms: 100,
+        breaker_threshold: 10,
+        ..config(&server, false)
+    })
+    .unwrap();
+    let quota = Quota::new(1_000, HOUR, None).unwrap();
+    let window = limiter(&store, quota, AlgorithmKind::SlidingWindow, "slow:");
+    let gcra = limiter(&store, quota, AlgorithmKind::Gcra, "slow:");
+    let hits: Vec<(&Limiter, &str, u64)> = (0..2 * SCRIPT_BATCH + 3)
+        .map(|i| (if i % 2 == 0 { &window } else { &gcra }, "k", 1))
+        .collect();
+    store.hit_batch(&hits[..2]); // the script loaded, a connection open
+    let port = server.port;
+    let sleeper = std::thread::spawn(move || support::cli(port, &["DEBUG", "SLEEP", "0.5"]));
+    std::thread::sleep(Duration::from_millis(50));
+    let start = Instant::now();
+    let results = store.hit_batch(&hits);
+    assert!(
+        start.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
+    for result in &results {
+        match result {
+            Err(Error::Store(message)) => assert!(message.contains("timeout_ms"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(sleeper.join().unwrap(), "OK");
+    let used = |l: &Limiter| 1_000 - l.peek("k").unwrap().remaining;
+    let (w, g) = (used(&window), used(&gcra));
+    // Before: one each. The timed-out batch ran at most once after the sleep.
+    assert!(w == 1 || w == 1 + 130, "sliding window counted {w}");
+    assert!(g == 1 || g == 1 + 129, "gcra counted {g}");
+    let next = store.hit_batch(&[(&window, "k", 1)]);
+    assert_eq!(next[0].as_ref().unwrap().decision.remaining, 1_000 - w - 1);
 }
