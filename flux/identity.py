@@ -225,7 +225,7 @@ def _peer_ip(peer: str | None, ipv6_prefix: int | None) -> str:
 
 
 @functools.lru_cache(maxsize=8192)
-def _peer_identity(peer: str | None, ipv6_prefix: int | None, hashed: bool) -> str:
+def _peer_identity(ipv6_prefix: int | None, hashed: bool, peer: str | None) -> str:
     """The default ``ip:<client>`` identity when no proxy is trusted (digested if ``hashed``).
 
     Parsing and formatting an address costs about a microsecond; the same peers come back
@@ -279,8 +279,13 @@ class Identifier:
         self.spec = key
         self._header: str | None = None
         self._arity: int | None = None
-        #: The identity is a function of the socket peer alone (see :meth:`of_peer`).
+        #: The identity is a function of the socket peer alone (see :attr:`of_peer`).
         self.peer_only = (key is None or key == KEY_IP) and not self.trusted_proxies
+        #: ``of_peer(peer)``: the identity of a request from socket ``peer`` when
+        #: :attr:`peer_only`; cached by the peer text, and a C-level call (no Python frame).
+        self.of_peer: Callable[[str | None], str] = functools.partial(
+            _peer_identity, self.ipv6_prefix, self.hash_keys
+        )
         if isinstance(key, str):
             if key.startswith(KEY_HEADER):
                 self._header = key[len(KEY_HEADER) :].strip()
@@ -321,11 +326,6 @@ class Identifier:
             return self.of_peer(integration.peer(request))
         identity = self._identity(integration, request, args, kwargs or {})
         return hash_identity(identity) if self.hash_keys else identity
-
-    def of_peer(self, peer: str | None) -> str:
-        """The identity of a request from socket ``peer``, when :attr:`peer_only` (the default
-        key, no proxies to believe): cached by the peer text."""
-        return _peer_identity(peer, self.ipv6_prefix, self.hash_keys)
 
     def _identity(
         self,

@@ -17,8 +17,11 @@ receive/send. So the figures are the framework's own request path, the part a li
 
 Method: every contender runs batches of ``--batch`` requests; the contenders take turns batch
 by batch in an order shuffled every round, so that noise falls on all of them alike. Figures
-are medians over batches of the time per request; overhead = a decorated variant's median minus
-the undecorated one's. The cyclic garbage collector is off while timing. Prints PASS/FAIL for
+are medians over batches of the time per request. A variant's overhead is paired by round: the
+median, over rounds, of its batch minus the undecorated batch of the same round (a fraction of a
+second apart), so that the machine's speed drifting between rounds (these VMs vary by a third
+from minute to minute) cancels out instead of landing on one side. The cyclic garbage
+collector is off while timing. Prints PASS/FAIL for
 the targets (flux overhead < 20 µs, and at least 5x below the other limiter's); always exits 0
 when it ran. ``--keys`` is accepted and ignored (run.sh passes it).
 """
@@ -276,31 +279,35 @@ def main() -> None:
 
     print(
         f"Decorator overhead per request, embedded store: {rounds} rounds x {args.batch} "
-        f"requests, interleaved; µs per request (median over batches)"
+        f"requests, interleaved; µs per request (median over batches; overhead paired by round)"
     )
     print(f"  {'framework':<8} {'variant':<16} {'median':>9} {'overhead':>9} {'vs flux':>8}")
     verdicts: list[str] = []
     for framework in frameworks:
-        med = {v: statistics.median(s) / 1000 for (f, v), s in samples.items() if f == framework}
-        base = med[BASE]
-        flux_over = med[FLUX] - base
-        for variant, value in med.items():
-            over = value - base
-            over_txt = "" if variant == BASE else f"{over:+9.2f}"
+        variants = [v for (f, v) in samples if f == framework]
+        med = {v: statistics.median(samples[framework, v]) / 1000 for v in variants}
+        base_runs = samples[framework, BASE]
+        over = {
+            v: statistics.median(x - b for x, b in zip(samples[framework, v], base_runs)) / 1000
+            for v in variants
+        }
+        flux_over = over[FLUX]
+        for variant in variants:
+            over_txt = "" if variant == BASE else f"{over[variant]:+9.2f}"
             ratio = ""
             if variant not in (BASE, FLUX):
-                ratio = f"{over / flux_over:7.1f}x" if flux_over > 0 else "    inf"
-            print(f"  {framework:<8} {variant:<16} {value:9.2f} {over_txt:>9} {ratio:>8}")
+                ratio = f"{over[variant] / flux_over:7.1f}x" if flux_over > 0 else "    inf"
+            print(f"  {framework:<8} {variant:<16} {med[variant]:9.2f} {over_txt:>9} {ratio:>8}")
         ok = flux_over < TARGET_OVERHEAD_US
         verdicts.append(
             f"{'PASS' if ok else 'FAIL'}: {framework}: flux overhead {flux_over:.2f} µs per "
             f"request (target < {TARGET_OVERHEAD_US:.0f} µs)"
         )
-        others = [v for v in med if v not in (BASE, FLUX)]
+        others = [v for v in variants if v not in (BASE, FLUX)]
         if not others:
             verdicts.append(f"SKIP: {framework}: no other limiter installed to compare with")
         for variant in others:
-            other_over = med[variant] - base
+            other_over = over[variant]
             ok = flux_over <= 0 or other_over >= TARGET_RATIO * flux_over
             ratio_txt = f"{other_over / flux_over:.1f}x" if flux_over > 0 else "inf"
             verdicts.append(

@@ -210,6 +210,15 @@ _breaker_probe: Callable[[], str | None] | None = None
 def _hooks_changed(active: bool) -> None:
     global _hooks_on
     _hooks_on = active
+    _publish()
+
+
+def _publish() -> None:
+    """Tell the request path whether record() would do anything now (see
+    ``flux.integrations._report.wanted``): called after every change of what it reads."""
+    from flux.integrations import _report
+
+    _report.wanted = _hooks_on or _append is not None or not _configured
 
 
 _hooks_module._listeners.append(_hooks_changed)
@@ -317,6 +326,7 @@ def _set_off() -> None:
     global _configured, _append
     _configured = True
     _append = None
+    _publish()
 
 
 def _sink_for(config: FluxConfig) -> Sink:
@@ -387,6 +397,7 @@ def configure(
         _stop_locked()
         _configured = True
         if not on:
+            _publish()
             return False
         recorder = Recorder(
             sink if sink is not None else _sink_for(config),
@@ -401,6 +412,7 @@ def configure(
         _rate = recorder.sample_rate
         _random = recorder.random
         _append = recorder.buffer.append
+        _publish()
         if serve if serve is not None else on:
             from flux.analytics.server import start_background
 
@@ -411,6 +423,7 @@ def configure(
 def _stop_locked(timeout: float = 2.0) -> None:
     global _recorder, _server, _append
     _append = None
+    _publish()
     recorder, _recorder = _recorder, None
     server, _server = _server, None
     if server is not None:
@@ -428,6 +441,7 @@ def shutdown(timeout: float = 2.0) -> None:
     with _lock:
         _stop_locked(timeout)
         _configured = True
+        _publish()
 
 
 def flush() -> int:
@@ -473,6 +487,7 @@ def _after_fork_in_child() -> None:
     if recorder is not None:
         recorder.after_fork()
         _append = recorder.buffer.append
+        _publish()
 
 
 def _at_exit() -> None:

@@ -30,6 +30,7 @@ from flux.headers import (
     window_seconds,
 )
 from flux.identity import Identifier
+from flux.integrations import _report
 from flux.integrations._common import Integration, RequestState, denied_body
 from flux.integrations._report import report, report_error, report_one
 from flux.limiter import ManualClock, RateLimiter, RateLimitResult
@@ -265,6 +266,8 @@ class Rule:
         limit = self.limit
         # Limit.limiter, inline: it is only rebuilt after a test reset.
         limiter = limit._limiter if limit._generation == _generation else limit.limiter
+        if not _report.wanted:  # analytics off, no hooks: nothing to time or to report
+            return identity, limiter.hit(self.key_prefix + identity, endpoint, cost)
         started = perf_counter()
         try:
             result = limiter.hit(self.key_prefix + identity, endpoint, cost)

@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Callable
 
-__all__ = ["report", "report_error", "report_one"]
+__all__ = ["report", "report_error", "report_one", "wanted"]
+
+#: Whether decisions need timing and reporting at all. False only once analytics is known to
+#: be off in this process and no hook is registered (:mod:`flux.analytics.recorder` keeps it
+#: up to date); True until then, so that the first decision still configures analytics from
+#: flux.toml. The per-request path reads it to skip two clock reads and two calls.
+wanted = True
 
 _record: Callable[..., None] | None = None
 _record_error: Callable[..., None] | None = None

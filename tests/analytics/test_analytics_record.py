@@ -173,6 +173,34 @@ def test_hooks_see_each_decision_even_with_analytics_off() -> None:
     assert hooks.registered("block") == (blocked.append,)
 
 
+def test_decorated_calls_skip_reporting_only_while_nothing_listens() -> None:
+    """The per-request path skips timing and reporting when analytics is off and no hook is
+    registered, and picks them up again the moment either changes."""
+    from flux import rate_limit
+    from flux.integrations import _report
+
+    @rate_limit(requests=100, period=60, key="k")
+    def work() -> str:
+        return "done"
+
+    analytics.configure(make_config(enabled=False))
+    assert _report.wanted is False
+    work()
+    seen: list[hooks.Event] = []
+    hooks.on_allow(seen.append)
+    assert _report.wanted is True
+    work()
+    assert [(e.identity, e.remaining) for e in seen] == [("k", 98)]
+    hooks.clear()
+    assert _report.wanted is False
+    analytics.configure(make_config(enabled=True), serve=False)
+    assert _report.wanted is True
+    work()
+    assert analytics.flush() == 1
+    analytics.shutdown()
+    assert _report.wanted is False
+
+
 def test_a_failing_hook_is_logged_once_and_never_breaks_the_request(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
