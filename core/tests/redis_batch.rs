@@ -11,6 +11,7 @@ mod support;
 use flux_core::store::redis::{BreakerState, RedisConfig, RedisStore, Source, SCRIPT_BATCH};
 use flux_core::{AlgorithmKind, Decision, Error, Limiter, Quota};
 use std::time::{Duration, Instant};
+use support::rng::Rng;
 use support::vectors::{vectors, Expect};
 use support::RedisServer;
 
@@ -35,21 +36,6 @@ fn limiter(store: &RedisStore, quota: Quota, kind: AlgorithmKind, prefix: &str) 
         .prefix(prefix)
         .build_redis(store)
         .unwrap()
-}
-
-/// xorshift64*: a small deterministic generator (the run must be reproducible).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// The shared vectors, with each run of consecutive hits at one instant sent as one batch:

@@ -11,6 +11,7 @@ mod support;
 use flux_core::store::redis::{RedisConfig, RedisLimit, RedisStore};
 use flux_core::{AlgorithmKind, Limiter, ManualClock, Quota};
 use std::sync::Arc;
+use support::rng::Rng;
 use support::vectors::{vectors, Expect};
 use support::RedisServer;
 
@@ -112,21 +113,6 @@ fn every_vector_replays_exactly_through_the_multi_limit_script() {
                 vector.description
             );
         }
-    }
-}
-
-/// xorshift64*: a small deterministic generator (the differential run must be reproducible).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod rng;
 pub mod vectors;
 
 use std::net::{TcpListener, TcpStream};
