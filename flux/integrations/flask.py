@@ -161,7 +161,8 @@ def set_headers(target: Headers, headers: Mapping[str, str] | list[tuple[str, st
     ASCII, so they need no validation: when none is present yet (the usual case) they are
     appended to the underlying list directly.
     """
-    items = headers.items() if isinstance(headers, Mapping) else headers
+    # type(...) is list, not isinstance(..., Mapping): an ABC check costs more than the rest.
+    items = headers if type(headers) is list else headers.items()  # type: ignore[union-attr]
     raw = getattr(target, "_list", None)
     if type(raw) is list:
         for name, _ in raw:
