@@ -116,8 +116,16 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-# A busy loop at the lowest priority: it runs only when nothing else wants the CPU.
-_SPINNER = "import os\nos.nice(19)\nwhile True:\n    pass\n"
+# A busy loop at the lowest priority: it runs only when nothing else wants the CPU. It ends by
+# itself once the bench is gone (its parent changes), even if the bench was killed.
+_SPINNER = """
+import os
+parent = os.getppid()
+os.nice(19)
+while os.getppid() == parent:
+    for _ in range(1_000_000):
+        pass
+"""
 
 
 @contextlib.contextmanager
