@@ -7,19 +7,8 @@
 
 use std::time::{Duration, Instant};
 
-/// GCRA in a dozen lines (the same script as `benches/redis.rs`).
-const MINIMAL_GCRA: &str = r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1])) or now
-if tat < now then tat = now end
-local new_tat = tat + tonumber(ARGV[1])
-if new_tat - now <= tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1)
-  return {1, new_tat - now}
-end
-return {0, new_tat - now}
-";
+/// The baseline: GCRA in a dozen lines, no cost, no peek, no explicit time.
+const MINIMAL_GCRA: &str = include_str!("minimal_gcra.lua");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
