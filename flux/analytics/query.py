@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flux.analytics.aggregate import Aggregate, Snapshot, snapshot_to_json
+from flux.analytics.aggregate import Aggregate, Snapshot
 from flux.analytics.recorder import _LiveSource, current
-from flux.analytics.server import Source
+from flux.analytics.server import Source, stats_document
 from flux.analytics.sinks import MemorySink, RedisReader, redis_client
 from flux.config import STORAGE_REDIS, FluxConfig, get_config
 
@@ -59,15 +59,7 @@ def stats(
     """
     source, client = _source(config)
     try:
-        document = snapshot_to_json(source.snapshot(), limit=limit)
-        if identity is not None:
-            by_limit = source.blocked_count(identity, limit)
-            document["identity"] = {
-                "identity": identity,
-                "blocked": sum(by_limit.values()),
-                "by_limit": by_limit,
-            }
-        return document
+        return stats_document(source, limit, identity)
     finally:
         if client is not None:
             client.close()

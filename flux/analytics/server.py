@@ -33,7 +33,7 @@ from flux.analytics import dashboard, prometheus
 from flux.analytics.aggregate import Snapshot, snapshot_to_json
 from flux.analytics.sinks import MemorySink, RedisReader, redact_url, redis_client
 
-__all__ = ["AnalyticsServer", "Source", "main", "start_background"]
+__all__ = ["AnalyticsServer", "Source", "main", "start_background", "stats_document"]
 
 logger = logging.getLogger("flux.analytics")
 
@@ -48,6 +48,20 @@ class Source(Protocol):
 
     def blocked_count(self, identity: str, limit: str | None = None) -> dict[str, float]:
         """Blocked count of one identity per limit."""
+
+
+def stats_document(source: Source, limit: str | None, identity: str | None) -> dict[str, Any]:
+    """The ``/stats`` document: :func:`snapshot_to_json` for one ``limit`` (or all), plus
+    ``"identity": {"identity", "blocked", "by_limit"}`` when ``identity`` is given."""
+    document = snapshot_to_json(source.snapshot(), limit=limit)
+    if identity is not None:
+        by_limit = source.blocked_count(identity, limit)
+        document["identity"] = {
+            "identity": identity,
+            "blocked": sum(by_limit.values()),
+            "by_limit": by_limit,
+        }
+    return document
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -75,16 +89,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(snapshot_to_json(source.snapshot()), send_body)
             elif path == "/stats" or path.startswith("/stats/"):
                 limit = unquote(path[len("/stats/") :]) if path != "/stats" else None
-                document = snapshot_to_json(source.snapshot(), limit=limit)
                 identity = parse_qs(url.query).get("identity", [None])[0]
-                if identity is not None:
-                    by_limit = source.blocked_count(identity, limit)
-                    document["identity"] = {
-                        "identity": identity,
-                        "blocked": sum(by_limit.values()),
-                        "by_limit": by_limit,
-                    }
-                self._json(document, send_body)
+                self._json(stats_document(source, limit, identity), send_body)
             elif path == "/healthz":
                 self._send(200, "text/plain; charset=utf-8", "ok\n", send_body)
             else:
