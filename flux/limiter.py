@@ -69,33 +69,25 @@ class RateLimiter(_flux.Limiter):
         _check_int("requests", requests)
         _check_int("burst", burst)
         named = f"{name}:" if name else ""
-        if config.storage == STORAGE_REDIS:
-            if fail_silently is None:
-                # [rate_limits.<name>] fail_silently, where the configuration has it.
-                fail_silently = getattr(defaults, "fail_silently", None)
-            self = super().__new__(
-                cls,
-                requests,
-                period,
-                burst=burst,
-                policy=policy_name,
-                max_keys=max_keys,
-                clock=clock,
-                prefix=named,
-                store=shared_store(config),
-                fail_silently=fail_silently,
-            )
-        else:
-            self = super().__new__(
-                cls,
-                requests,
-                period,
-                burst=burst,
-                policy=policy_name,
-                max_keys=max_keys if max_keys is not None else config.flux.max_keys,
-                clock=clock,
-                prefix=f"{config.flux.key_prefix}{named}",
-            )
+        redis = config.storage == STORAGE_REDIS
+        if redis and fail_silently is None:
+            # [rate_limits.<name>] fail_silently, where the configuration has it.
+            fail_silently = getattr(defaults, "fail_silently", None)
+        if not redis and max_keys is None:
+            max_keys = config.flux.max_keys
+        self = super().__new__(
+            cls,
+            requests,
+            period,
+            burst=burst,
+            policy=policy_name,
+            max_keys=max_keys,
+            clock=clock,
+            # The Redis store adds [flux] key_prefix to every key itself; embedded keys carry it.
+            prefix=named if redis else f"{config.flux.key_prefix}{named}",
+            store=shared_store(config) if redis else None,
+            fail_silently=fail_silently,
+        )
         self.config = config
         self.name = name
         return self
