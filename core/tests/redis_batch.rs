@@ -13,7 +13,7 @@ use flux_core::{AlgorithmKind, Decision, Error, Limiter, Quota};
 use std::time::{Duration, Instant};
 use support::rng::Rng;
 use support::vectors::{vectors, Expect};
-use support::RedisServer;
+use support::{redis_limiter, strict_store, RedisServer};
 
 const SECOND: u64 = 1_000_000_000;
 const HOUR: u64 = 3600 * SECOND;
@@ -26,24 +26,12 @@ fn config(server: &RedisServer, fail_silently: bool) -> RedisConfig {
     }
 }
 
-fn store(server: &RedisServer) -> RedisStore {
-    RedisStore::connect(config(server, false)).unwrap()
-}
-
-fn limiter(store: &RedisStore, quota: Quota, kind: AlgorithmKind, prefix: &str) -> Limiter {
-    Limiter::builder(quota)
-        .algorithm(kind)
-        .prefix(prefix)
-        .build_redis(store)
-        .unwrap()
-}
-
 /// The shared vectors, with each run of consecutive hits at one instant sent as one batch:
 /// the batch must give every step's expected decision.
 #[test]
 fn every_vector_replays_exactly_through_the_batch_script() {
     let server = RedisServer::start();
-    let store = store(&server);
+    let store = strict_store(&server);
     let mut batched = 0;
     for (n, (file, vector)) in vectors().iter().enumerate() {
         let kind: AlgorithmKind = vector.algorithm.parse().unwrap();
@@ -53,7 +41,7 @@ fn every_vector_replays_exactly_through_the_batch_script() {
             vector.quota.burst,
         )
         .unwrap();
-        let limiter = limiter(&store, quota, kind, &format!("vbatch{n}:"));
+        let limiter = redis_limiter(&store, quota, kind, &format!("vbatch{n}:"));
         let limit = store.limit_of(&limiter).unwrap();
         let steps = &vector.steps;
         let mut i = 0;
@@ -105,7 +93,7 @@ fn every_vector_replays_exactly_through_the_batch_script() {
 #[test]
 fn batch_decisions_equal_one_by_one_decisions_for_every_algorithm() {
     let server = RedisServer::start();
-    let store = store(&server);
+    let store = strict_store(&server);
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let quotas = [
         (3, SECOND, None),
@@ -119,8 +107,8 @@ fn batch_decisions_equal_one_by_one_decisions_for_every_algorithm() {
         .map(|(i, (kind, (n, period, burst)))| {
             let quota = Quota::new(n, period, burst).unwrap();
             (
-                limiter(&store, quota, kind, &format!("batched{i}:")),
-                limiter(&store, quota, kind, &format!("alone{i}:")),
+                redis_limiter(&store, quota, kind, &format!("batched{i}:")),
+                redis_limiter(&store, quota, kind, &format!("alone{i}:")),
             )
         })
         .collect();
@@ -184,11 +172,11 @@ fn batch_decisions_equal_one_by_one_decisions_for_every_algorithm() {
 #[test]
 fn a_large_mixed_batch_is_one_round_trip_of_several_scripts() {
     let server = RedisServer::start();
-    let store = store(&server);
+    let store = strict_store(&server);
     let quota = Quota::new(1_000, HOUR, None).unwrap();
     let limiters: Vec<Limiter> = AlgorithmKind::ALL
         .iter()
-        .map(|&kind| limiter(&store, quota, kind, "big:"))
+        .map(|&kind| redis_limiter(&store, quota, kind, "big:"))
         .collect();
     let n = 3 * SCRIPT_BATCH + 5;
     let keys: Vec<String> = (0..n).map(|i| format!("client-{}", i % 50)).collect();
@@ -223,10 +211,10 @@ fn one_bad_key_fails_alone_and_the_rest_of_the_batch_stands() {
     server.cli(&["RPUSH", "flux:bad:{list}:gcra", "not a limiter"]);
     server.cli(&["SET", "flux:bad:{garbage}:gcra", "12 banana"]);
     server.cli(&["SET", "flux:bad:{string}:sliding_log", "x"]);
-    let closed = store(&server);
+    let closed = strict_store(&server);
     let quota = Quota::new(5, HOUR, None).unwrap();
-    let gcra = limiter(&closed, quota, AlgorithmKind::Gcra, "bad:");
-    let log = limiter(&closed, quota, AlgorithmKind::SlidingLog, "bad:");
+    let gcra = redis_limiter(&closed, quota, AlgorithmKind::Gcra, "bad:");
+    let log = redis_limiter(&closed, quota, AlgorithmKind::SlidingLog, "bad:");
     let hits = [
         (&gcra, "good", 1),
         (&gcra, "list", 1),
@@ -267,7 +255,7 @@ fn one_bad_key_fails_alone_and_the_rest_of_the_batch_stands() {
 
     // Failing open: the bad hits pass unchecked, the good ones are decided by Redis.
     let open = RedisStore::connect(config(&server, true)).unwrap();
-    let gcra = limiter(&open, quota, AlgorithmKind::Gcra, "bad:");
+    let gcra = redis_limiter(&open, quota, AlgorithmKind::Gcra, "bad:");
     let results = open.hit_batch(&[(&gcra, "list", 1), (&gcra, "good", 1)]);
     let first = results[0].as_ref().unwrap();
     assert!(first.failed_open() && first.decision.allowed);
@@ -282,10 +270,10 @@ fn one_bad_key_fails_alone_and_the_rest_of_the_batch_stands() {
 #[test]
 fn script_flush_in_the_middle_of_a_run_is_transparent_and_counts_each_hit_once() {
     let server = RedisServer::start();
-    let store = store(&server);
+    let store = strict_store(&server);
     let quota = Quota::new(10_000, HOUR, None).unwrap();
-    let gcra = limiter(&store, quota, AlgorithmKind::Gcra, "flush:");
-    let window = limiter(&store, quota, AlgorithmKind::SlidingWindow, "flush:");
+    let gcra = redis_limiter(&store, quota, AlgorithmKind::Gcra, "flush:");
+    let window = redis_limiter(&store, quota, AlgorithmKind::SlidingWindow, "flush:");
     let mut sent = 0;
     for round in 0..6 {
         if round % 2 == 0 {
@@ -307,10 +295,10 @@ fn script_flush_in_the_middle_of_a_run_is_transparent_and_counts_each_hit_once()
 #[test]
 fn maxmemory_reached_fails_every_hit_of_a_batch_and_counts_nothing() {
     let server = RedisServer::start();
-    let store = store(&server);
+    let store = strict_store(&server);
     let quota = Quota::new(5, HOUR, None).unwrap();
-    let log = limiter(&store, quota, AlgorithmKind::SlidingLog, "oom:");
-    let gcra = limiter(&store, quota, AlgorithmKind::Gcra, "oom:");
+    let log = redis_limiter(&store, quota, AlgorithmKind::SlidingLog, "oom:");
+    let gcra = redis_limiter(&store, quota, AlgorithmKind::Gcra, "oom:");
     assert!(log.hit("before", 1).unwrap().allowed);
     server.cli(&["DEBUG", "POPULATE", "20000", "junk", "100"]);
     server.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
@@ -341,8 +329,8 @@ fn a_batch_that_times_out_is_not_sent_twice() {
     })
     .unwrap();
     let quota = Quota::new(1_000, HOUR, None).unwrap();
-    let window = limiter(&store, quota, AlgorithmKind::SlidingWindow, "slow:");
-    let gcra = limiter(&store, quota, AlgorithmKind::Gcra, "slow:");
+    let window = redis_limiter(&store, quota, AlgorithmKind::SlidingWindow, "slow:");
+    let gcra = redis_limiter(&store, quota, AlgorithmKind::Gcra, "slow:");
     let hits: Vec<(&Limiter, &str, u64)> = (0..2 * SCRIPT_BATCH + 3)
         .map(|i| (if i % 2 == 0 { &window } else { &gcra }, "k", 1))
         .collect();

@@ -8,34 +8,17 @@
 
 mod support;
 
-use flux_core::store::redis::{RedisConfig, RedisLimit, RedisStore};
+use flux_core::store::redis::RedisLimit;
 use flux_core::{AlgorithmKind, Limiter, ManualClock, Quota};
 use std::sync::Arc;
 use support::rng::Rng;
 use support::vectors::{vectors, Expect};
-use support::RedisServer;
-
-fn store(server: &RedisServer) -> RedisStore {
-    RedisStore::connect(RedisConfig {
-        fail_silently: false,
-        timeout_ms: 2_000,
-        ..RedisConfig::from_url(server.url())
-    })
-    .unwrap()
-}
-
-fn limiter(store: &RedisStore, quota: Quota, kind: AlgorithmKind, prefix: &str) -> Limiter {
-    Limiter::builder(quota)
-        .algorithm(kind)
-        .prefix(prefix)
-        .build_redis(store)
-        .unwrap()
-}
+use support::{redis_limiter, strict_store, RedisServer};
 
 #[test]
 fn every_vector_replays_exactly_through_the_one_limit_scripts() {
     let server = RedisServer::start();
-    let store = store(&server);
+    let store = strict_store(&server);
     let all = vectors();
     assert!(!all.is_empty(), "no vectors in tests/vectors");
     let mut seen = std::collections::HashSet::new();
@@ -48,7 +31,7 @@ fn every_vector_replays_exactly_through_the_one_limit_scripts() {
             vector.quota.burst,
         )
         .unwrap();
-        let limiter = limiter(&store, quota, kind, &format!("vector{n}:"));
+        let limiter = redis_limiter(&store, quota, kind, &format!("vector{n}:"));
         let limit: RedisLimit = store.limit_of(&limiter).unwrap();
         for (i, step) in vector.steps.iter().enumerate() {
             let decision = match step.op.as_str() {
@@ -79,7 +62,7 @@ fn every_vector_replays_exactly_through_the_one_limit_scripts() {
 #[test]
 fn every_vector_replays_exactly_through_the_multi_limit_script() {
     let server = RedisServer::start();
-    let store = store(&server);
+    let store = strict_store(&server);
     for (n, (file, vector)) in vectors().iter().enumerate() {
         let kind: AlgorithmKind = vector.algorithm.parse().unwrap();
         let quota = Quota::new(
@@ -88,7 +71,7 @@ fn every_vector_replays_exactly_through_the_multi_limit_script() {
             vector.quota.burst,
         )
         .unwrap();
-        let limiter = limiter(&store, quota, kind, &format!("multi{n}:"));
+        let limiter = redis_limiter(&store, quota, kind, &format!("multi{n}:"));
         let limit = store.limit_of(&limiter).unwrap();
         for (i, step) in vector.steps.iter().enumerate() {
             let decision = match step.op.as_str() {
@@ -122,7 +105,7 @@ fn every_vector_replays_exactly_through_the_multi_limit_script() {
 #[test]
 fn random_sequences_match_the_embedded_store_for_every_algorithm() {
     let server = RedisServer::start();
-    let store = store(&server);
+    let store = strict_store(&server);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let intervals_us = [1, 7, 1_000, 50_000, 1_000_000, 86_400_000_000];
     let mut case = 0;
@@ -151,7 +134,7 @@ fn random_sequences_match_the_embedded_store_for_every_algorithm() {
                 .clock(clock.clone())
                 .build_memory()
                 .unwrap();
-            let redis = limiter(&store, quota, kind, &format!("diff{case}:"));
+            let redis = redis_limiter(&store, quota, kind, &format!("diff{case}:"));
             let limit = store.limit_of(&redis).unwrap();
             let step_us = (period_us / requests).max(1);
             let mut now: u64 = if rng.below(2) == 0 {

@@ -7,6 +7,8 @@
 pub mod rng;
 pub mod vectors;
 
+use flux_core::store::redis::{RedisConfig, RedisStore};
+use flux_core::{AlgorithmKind, Limiter, Quota};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -251,4 +253,29 @@ impl RedisCluster {
             .map(|n| format!("127.0.0.1:{}", n.port))
             .collect()
     }
+}
+
+/// A store on `server` that fails closed (so a failure surfaces as an error in the test), with a
+/// timeout generous enough for a loaded machine.
+pub fn strict_store(server: &RedisServer) -> RedisStore {
+    RedisStore::connect(RedisConfig {
+        fail_silently: false,
+        timeout_ms: 2_000,
+        ..RedisConfig::from_url(server.url())
+    })
+    .unwrap()
+}
+
+/// A limiter of `quota` and `kind` on `store`, its keys under `prefix`.
+pub fn redis_limiter(
+    store: &RedisStore,
+    quota: Quota,
+    kind: AlgorithmKind,
+    prefix: &str,
+) -> Limiter {
+    Limiter::builder(quota)
+        .algorithm(kind)
+        .prefix(prefix)
+        .build_redis(store)
+        .unwrap()
 }
