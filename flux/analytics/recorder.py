@@ -422,8 +422,7 @@ def configure(
 
 def _stop_locked(timeout: float = 2.0) -> None:
     global _recorder, _server, _append
-    _append = None
-    _publish()
+    _append = None  # both callers publish the new state once they are done
     recorder, _recorder = _recorder, None
     server, _server = _server, None
     if server is not None:
