@@ -48,7 +48,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 class RateLimit:
     """One declared limit, applied by calling it on a function (what ``rate_limit`` returns).
 
-    ``limiter`` is the :class:`~flux.RateLimiter` every decorated call counts against.
+    ``limiter`` is the :class:`~flux.RateLimiter` every decorated call counts against (for
+    an unnamed declaration applied to several functions, the latest one's: each function has
+    its own bucket).
     """
 
     name: str | None
@@ -157,7 +159,9 @@ def rate_limit(
     - ``config``: default :func:`flux.get_config`, read now. ``ipv6_prefix``: count IPv6
       clients per ``/prefix`` network (e.g. 64).
 
-    The bucket key is ``"{name or module.qualname}:{identity}"``. Also usable bare:
+    The limit is named ``name`` or ``module.qualname`` (the bucket), and each client has its
+    own state in it: the stored key is ``{key_prefix}{bucket}:{<identity>}:<algorithm>``, as
+    analytics and ``flux clear`` show and take it. Also usable bare:
     ``@rate_limit`` applies ``[rate_limit]``.
     """
     if callable(name):  # bare @rate_limit
@@ -233,16 +237,18 @@ def _rules(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> list[Ru
                 suffix += "'"
             bucket, label = full + suffix, short + suffix
         seen.add(bucket)
-        rules.append(
-            Rule(
-                declaration.limit,
-                bucket=bucket,
-                label=label,
-                identify=declaration.identify,
-                cost=declaration.cost,
-                methods=declaration.methods,
-            )
+        rule = Rule(
+            declaration.limit,
+            bucket=bucket,
+            label=label,
+            identify=declaration.identify,
+            cost=declaration.cost,
+            methods=declaration.methods,
         )
+        # The limit is named by its bucket: the declaration's `limiter` is the one its latest
+        # decoration counts against (stacking re-wraps the function with every declaration).
+        declaration.limit = rule.limit
+        rules.append(rule)
     return rules
 
 

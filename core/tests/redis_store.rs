@@ -115,6 +115,25 @@ fn limits_and_algorithms_never_share_a_key() {
 }
 
 #[test]
+fn unnamed_limits_are_named_by_their_quota_and_never_meet() {
+    let server = RedisServer::start();
+    let store = store(&server);
+    let login = limiter(&store, 3, 60 * SECOND, AlgorithmKind::Gcra, "");
+    let api = limiter(&store, 1000, 60 * SECOND, AlgorithmKind::Gcra, "");
+    assert_eq!((login.prefix(), api.prefix()), ("3/60s:", "1000/60s:"));
+    for _ in 0..3 {
+        assert!(login.hit("ip", 1).unwrap().allowed);
+    }
+    assert!(!login.hit("ip", 1).unwrap().allowed);
+    assert_eq!(api.hit("ip", 1).unwrap().remaining, 999);
+    let bursty = Limiter::builder(Quota::new(3, 60 * SECOND, Some(10)).unwrap())
+        .build_redis(&store)
+        .unwrap();
+    assert_eq!(bursty.prefix(), "3/60s;burst=10:");
+    assert_eq!(bursty.hit("ip", 1).unwrap().remaining, 9);
+}
+
+#[test]
 fn exact_across_threads_for_every_algorithm() {
     let server = RedisServer::start();
     let store = store(&server);
