@@ -12,11 +12,12 @@ from typing import Any
 
 from flux import _flux
 from flux._flux import ManualClock, RateLimitResult
-from flux._redis import shared_store
+from flux._redis import preload_scripts, shared_store
 from flux.config import STORAGE_REDIS, FluxConfig, LimitConfig, RateLimitPolicy, get_config
 from flux.exceptions import RateLimitExceeded
 
-__all__ = ["ManualClock", "RateLimitResult", "RateLimiter", "create_limiter"]
+# preload_scripts is re-exported here because flux-limiter defined it in flux.limiter.
+__all__ = ["ManualClock", "RateLimitResult", "RateLimiter", "create_limiter", "preload_scripts"]
 
 
 class RateLimiter(_flux.Limiter):
