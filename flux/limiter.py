@@ -12,6 +12,7 @@ from typing import Any
 
 from flux import _flux
 from flux._flux import ManualClock, RateLimitResult
+from flux._logging import apply_log_settings
 from flux._redis import preload_scripts, shared_store
 from flux.config import STORAGE_REDIS, FluxConfig, LimitConfig, RateLimitPolicy, get_config
 from flux.exceptions import RateLimitExceeded
@@ -60,6 +61,7 @@ class RateLimiter(_flux.Limiter):
         if unknown:
             raise TypeError(f"RateLimiter() got unexpected keyword arguments: {sorted(unknown)}")
         config = config if config is not None else get_config()
+        apply_log_settings(config.flux.console_logging, config.flux.log_file)
         defaults: LimitConfig = config.limit(name) if name is not None else config.rate_limit
         if burst is None:
             # A preset's burst goes with its own requests; an explicit `requests` overrides both.

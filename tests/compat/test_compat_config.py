@@ -17,6 +17,7 @@ from redis_server import free_port
 
 import flux
 from flux import FluxConfig, RateLimiter, RateLimitPolicy, get_config, load_config
+from flux._logging import remove_log_handlers
 from flux.config import ConfigError, LimitConfig, RateLimitDefaults
 from flux.decorators import limits_of
 
@@ -209,3 +210,19 @@ def test_redis_down_fails_open_or_raises_as_configured() -> None:
     closed = RateLimiter(1, 10, config=FluxConfig(fail_silently=False, redis_port=port))
     with pytest.raises(flux.ConnectionError):
         closed.hit("test")
+
+
+def test_console_logging_and_log_file_receive_flux_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "flux_debug.log"
+    config = FluxConfig(console_logging=True, log_file=str(log))
+    try:
+        RateLimiter(1, 1, config=config)
+        RateLimiter(2, 1, config=config)  # one handler each, however many limiters
+        assert not log.exists()  # created by the first record, not by configuring
+        logging.getLogger("flux.redis").warning("breaker open")
+    finally:
+        remove_log_handlers()
+    assert log.read_text(encoding="utf-8").count("breaker open") == 1
+    assert capsys.readouterr().err.count("WARNING flux.redis: breaker open") == 1
