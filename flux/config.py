@@ -38,7 +38,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from os import PathLike
@@ -340,57 +340,77 @@ RateLimitDefaults = LimitConfig
 
 
 class NamedLimits(MutableMapping[str, LimitConfig]):
-    """``FluxConfig.rate_limits``: the named limits, by name; every value is a LimitConfig.
+    """``FluxConfig.rate_limits``: the named limits, by name; every value read is a LimitConfig.
 
-    A plain mapping as flux-limiter stored them (``{"requests": 5, "period": 60}``) is accepted
-    too, checked like a ``[rate_limits.<name>]`` table, and takes what it omits from
-    ``[rate_limit]`` (``base``), as a table does. Limiters already built keep their limit.
+    A plain mapping as flux-limiter stored them (``{"requests": 5, "period": 60}``), like each
+    ``[rate_limits.<name>]`` table of a file, is checked when it is set and takes what it omits
+    from the *current* ``[rate_limit]`` (``base()``) each time it is read, as flux-limiter's
+    ``from_config`` did: ``get_config().policy = "token_bucket"`` at import time applies to the
+    presets that name no policy. A LimitConfig is complete and kept as given. Limiters already
+    built keep their limit.
     """
 
     def __init__(
         self,
         limits: Mapping[str, LimitConfig | Mapping[str, Any]] | None = None,
-        base: LimitConfig | None = None,
+        base: Callable[[], LimitConfig] = LimitConfig,
+        path: Path | None = None,
     ) -> None:
-        """Check and store ``limits``; ``base`` fills what plain mappings omit."""
-        self._base = base if base is not None else LimitConfig()
-        self._limits: dict[str, LimitConfig] = {}
-        if limits is not None:
-            if not isinstance(limits, Mapping):
-                raise ConfigError(
-                    f"expected a mapping of name to limit, got {type(limits).__name__}",
-                    key=SECTION_RATE_LIMITS,
-                )
-            for name, limit in limits.items():
-                self[name] = limit
+        """Check and store ``limits``; ``base()`` fills what plain mappings omit; ``path`` is
+        the file they came from, for error messages."""
+        self._base = base
+        self._path = path
+        self._specs: dict[str, LimitConfig | dict[str, Any]] = {}
+        if limits is None:
+            return
+        if not isinstance(limits, Mapping):
+            raise ConfigError(
+                f"expected a mapping of name to limit, got {type(limits).__name__}",
+                key=SECTION_RATE_LIMITS,
+            )
+        if isinstance(limits, NamedLimits):
+            limits = limits._specs  # keep tables as tables: they still follow [rate_limit]
+        for name, limit in limits.items():
+            self[name] = limit
+
+    def _resolve(self, name: str, spec: LimitConfig | dict[str, Any]) -> LimitConfig:
+        if isinstance(spec, LimitConfig):
+            return spec
+        return _limit(spec, self._path, (SECTION_RATE_LIMITS, name), self._base())
 
     def __getitem__(self, name: str) -> LimitConfig:
-        return self._limits[name]
+        return self._resolve(name, self._specs[name])
 
     def __setitem__(self, name: str, limit: LimitConfig | Mapping[str, Any]) -> None:
         key = _dotted(SECTION_RATE_LIMITS, str(name))
         if not isinstance(name, str) or not name.strip():
-            raise ConfigError(f"expected a non-empty limit name, got {name!r}", key=key)
-        if isinstance(limit, Mapping):
-            limit = _limit(dict(limit), None, (SECTION_RATE_LIMITS, name), self._base)
-        elif not isinstance(limit, LimitConfig):
             raise ConfigError(
-                f"expected a LimitConfig or a mapping of its keys, got {type(limit).__name__}",
+                f"expected a non-empty limit name, got {name!r}", path=self._path, key=key
+            )
+        if isinstance(limit, Mapping):
+            spec: LimitConfig | dict[str, Any] = dict(limit)
+        elif isinstance(limit, LimitConfig):
+            spec = limit
+        else:
+            raise ConfigError(
+                f"expected a LimitConfig or a table of its keys, got {type(limit).__name__}",
+                path=self._path,
                 key=key,
             )
-        self._limits[name] = limit
+        self._resolve(name, spec)  # checked now, whatever [rate_limit] becomes later
+        self._specs[name] = spec
 
     def __delitem__(self, name: str) -> None:
-        del self._limits[name]
+        del self._specs[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._limits)
+        return iter(self._specs)
 
     def __len__(self) -> int:
-        return len(self._limits)
+        return len(self._specs)
 
     def __repr__(self) -> str:
-        return f"NamedLimits({self._limits!r})"
+        return f"NamedLimits({dict(self.items())!r})"
 
 
 @dataclass(init=False)
@@ -411,7 +431,9 @@ class FluxConfig:
     was: ``get_config().fail_silently = False`` at import time applies to every limiter and
     decorator built afterwards (not to those already built). Every assignment is checked like
     the file; assigning a Redis setting to a configuration whose store was not chosen
-    (``[flux] storage`` unset) selects Redis, as a ``[redis]`` section does.
+    (``[flux] storage`` unset) selects Redis, as a ``[redis]`` section does. Assigning
+    ``rate_limit_defaults`` sets requests, period and burst and keeps ``policy`` (a separate
+    attribute in flux-limiter); named limits given as tables follow the current defaults.
     """
 
     redis: RedisConfig
@@ -447,8 +469,8 @@ class FluxConfig:
             self._set_section(name, value if value is not None else _SECTION_TYPES[name]())
         object.__setattr__(self, "path", Path(path) if path is not None else None)
         self._assign(flat, select_redis=False)
-        # Named limits last: plain mappings among them inherit the final [rate_limit].
-        self.rate_limits = NamedLimits(rate_limits, self.rate_limit)
+        # Named limits last: tables among them are checked against the final [rate_limit].
+        self.rate_limits = NamedLimits(rate_limits, self._default_limit, self.path)
         if storage is None:
             storage = self.flux.storage
         if storage is None:
@@ -466,9 +488,13 @@ class FluxConfig:
                 raise ConfigError(f"expected one of {expected}, got {value!r}", key="storage")
             object.__setattr__(self, name, value)
         elif name == SECTION_RATE_LIMITS:
-            object.__setattr__(self, name, NamedLimits(value, self.rate_limit))
+            object.__setattr__(self, name, NamedLimits(value, self._default_limit, self.path))
         else:
             object.__setattr__(self, name, value)
+
+    def _default_limit(self) -> LimitConfig:
+        """The current ``[rate_limit]``: what named limits given as tables inherit."""
+        return self.rate_limit
 
     def _set_section(self, name: str, value: Any) -> None:
         expected = _SECTION_TYPES[name]
@@ -483,23 +509,24 @@ class FluxConfig:
         once; a failure changes nothing and names the flat attribute."""
         rebuilt: dict[str, Any] = {}
         by_section: dict[str, dict[str, Any]] = {}
-        # rate_limit_defaults replaces [rate_limit] whole; `policy` then applies on top.
-        for name in sorted(changes, key=lambda n: FLAT_NAMES[n][1] is not None):
+        for name, value in changes.items():
             section, key = FLAT_NAMES[name]
-            if key is None:
-                rebuilt[section] = changes[name]
-                if not isinstance(rebuilt[section], LimitConfig):
-                    raise ConfigError(
-                        "expected a RateLimitDefaults (flux.config.LimitConfig), "
-                        f"got {type(changes[name]).__name__}",
-                        key=name,
-                    )
-            else:
-                by_section.setdefault(section, {})[key] = changes[name]
+            if key is not None:
+                by_section.setdefault(section, {})[key] = value
+                continue
+            # rate_limit_defaults: flux-limiter's RateLimitDefaults held requests, period and
+            # burst only; its policy was a separate attribute, so the current one is kept.
+            if not isinstance(value, LimitConfig):
+                raise ConfigError(
+                    "expected a RateLimitDefaults (flux.config.LimitConfig), "
+                    f"got {type(value).__name__}",
+                    key=name,
+                )
+            defaults = {"requests": value.requests, "period": value.period, "burst": value.burst}
+            by_section.setdefault(section, {}).update(defaults)
         for section, values in by_section.items():
-            current = rebuilt.get(section, getattr(self, section))
             try:
-                rebuilt[section] = replace(current, **values)
+                rebuilt[section] = replace(getattr(self, section), **values)
             except ConfigError as exc:
                 raise ConfigError(exc.reason, key=flat_name(exc.key) or exc.key) from None
         for section, value in rebuilt.items():
@@ -665,13 +692,16 @@ def _build(data: dict[str, Any], path: Path | None, environ: Mapping[str, str]) 
         SECTION_RATE_LIMITS,
         "a table of named limits ([rate_limits.<name>])",
     )
-    named: dict[str, LimitConfig] = {}
+    # Tables stay tables: FluxConfig checks them now, and each read inherits the [rate_limit]
+    # of that moment (see NamedLimits), so code that changes the defaults reaches them too.
+    named: dict[str, dict[str, Any]] = {}
     for name, table in named_tables.items():
         key = _dotted(SECTION_RATE_LIMITS, name)
         if not name.strip():
             raise ConfigError("expected a non-empty limit name", path=path, key=key)
-        table = _table(table, path, key, f"a table ([{key}]) with requests, period, burst, policy")
-        named[name] = _limit(table, path, (SECTION_RATE_LIMITS, name), default)
+        named[name] = _table(
+            table, path, key, f"a table ([{key}]) with requests, period, burst, policy"
+        )
     if flux.storage is not None:
         storage = flux.storage
     elif SECTION_REDIS in data or env_url is not None:

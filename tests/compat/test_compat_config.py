@@ -226,3 +226,17 @@ def test_console_logging_and_log_file_receive_flux_records(
         remove_log_handlers()
     assert log.read_text(encoding="utf-8").count("breaker open") == 1
     assert capsys.readouterr().err.count("WARNING flux.redis: breaker open") == 1
+
+
+def test_presets_follow_the_defaults_assigned_in_code(project: Project) -> None:
+    config = get_config()
+    config.rate_limits["search"] = {"requests": 10}
+    # At import time, before any limiter: flux-limiter resolved presets when they were used.
+    config.policy = "leaky_bucket"
+    config.rate_limit_defaults = RateLimitDefaults(requests=20, period=30)
+    assert config.policy is RateLimitPolicy.LEAKY_BUCKET  # RateLimitDefaults has no policy
+    search = RateLimiter.from_config("search")
+    assert (search.requests, search.period, search.policy) == (10, 30, "leaky_bucket")
+    strict = RateLimiter.from_config("strict")  # names its own policy, in flux.toml
+    assert (strict.requests, strict.period, strict.policy) == (2, 60, "token_bucket")
+    assert RateLimiter().policy == "leaky_bucket" and RateLimiter().requests == 20
