@@ -11,6 +11,7 @@ contract over a :class:`flux._flux.RedisStore`. It does not run arbitrary Lua: f
 from __future__ import annotations
 
 from flux import _flux
+from flux._logging import apply_log_settings
 from flux.exceptions import ConnectionError
 
 __all__ = ["RedisClient", "RedisClientError"]
@@ -27,9 +28,9 @@ class RedisClientError(ConnectionError, RuntimeError):
 class RedisClient:
     """A connection pool to one Redis server, checked when built.
 
-    ``log_file`` and ``console_logging`` are accepted for flux-limiter's signature; flux
-    logs through the :mod:`logging` module (logger ``"flux"``) instead. Raises
-    :class:`RedisClientError` when Redis does not answer within ``timeout_ms``.
+    ``log_file`` and ``console_logging`` send flux's log records (logger ``"flux"``) to that
+    file and to stderr, as the same ``[flux]`` keys do. Raises :class:`RedisClientError` when
+    Redis does not answer within ``timeout_ms``.
     """
 
     store: _flux.RedisStore
@@ -44,6 +45,7 @@ class RedisClient:
         console_logging: bool = False,
     ) -> None:
         """Connect to ``host:port`` and send one PING."""
+        apply_log_settings(console_logging, log_file)
         self.store = _flux.RedisStore(
             host=host,
             port=port,
