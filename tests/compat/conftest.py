@@ -8,12 +8,9 @@ process-wide configuration and Redis stores are forgotten around each test, as i
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -21,60 +18,11 @@ SUPPORT = Path(__file__).parents[1] / "support"
 if str(SUPPORT) not in sys.path:
     sys.path.insert(0, str(SUPPORT))
 
-from redis_server import RedisServer, redis_available  # noqa: E402  (needs the path above)
+from compat_project import FLUX_TOML, Project  # noqa: E402  (needs the path above)
+from redis_server import RedisServer, redis_available  # noqa: E402
 
 from flux import config as config_module  # noqa: E402
 from flux._redis import clear_stores  # noqa: E402
-
-# A flux.toml as flux-limiter's README wrote it; {redis} is the [redis] section or nothing.
-FLUX_TOML = """\
-{redis}
-[flux]
-key_prefix = "compat:"
-fail_silently = true
-console_logging = false
-jitter_enabled = false
-
-[rate_limit]
-policy = "gcra"
-requests = 100
-period = 60
-
-[rate_limits.strict]
-requests = 2
-period = 60
-policy = "token_bucket"
-"""
-
-
-@dataclass
-class Project:
-    """A project directory on one store; ``server`` is the Redis it uses (``None``: embedded)."""
-
-    dir: Path
-    store: str
-    server: RedisServer | None
-
-    @property
-    def toml(self) -> Path:
-        """The project's flux.toml."""
-        return self.dir / "flux.toml"
-
-    def load(self, name: str, source: str) -> ModuleType:
-        """Write ``<name>.py`` into the project and import it, as the application would."""
-        path = self.dir / f"{name}.py"
-        path.write_text(source, encoding="utf-8")
-        spec = importlib.util.spec_from_file_location(f"compat_{name}_{id(self)}", path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    def redis_keys(self) -> list[str]:
-        """Every key in the project's Redis (empty on the embedded store)."""
-        if self.server is None:
-            return []
-        return sorted(str(key) for key in self.server.command("KEYS", "*"))
 
 
 @pytest.fixture(scope="session")

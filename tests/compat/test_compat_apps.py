@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Project
+from compat_project import Project
 from fastapi.testclient import TestClient
 from redis_server import free_port
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Project
+from compat_project import Project
 
 from flux import RateLimiter
 
