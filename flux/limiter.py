@@ -12,11 +12,13 @@ from typing import Any
 
 from flux import _flux
 from flux._flux import ManualClock, RateLimitResult
-from flux._redis import shared_store
+from flux._logging import apply_log_settings
+from flux._redis import preload_scripts, shared_store
 from flux.config import STORAGE_REDIS, FluxConfig, LimitConfig, RateLimitPolicy, get_config
 from flux.exceptions import RateLimitExceeded
 
-__all__ = ["ManualClock", "RateLimitResult", "RateLimiter", "create_limiter"]
+# preload_scripts is re-exported here because flux-limiter defined it in flux.limiter.
+__all__ = ["ManualClock", "RateLimitResult", "RateLimiter", "create_limiter", "preload_scripts"]
 
 
 class RateLimiter(_flux.Limiter):
@@ -62,6 +64,7 @@ class RateLimiter(_flux.Limiter):
         if unknown:
             raise TypeError(f"RateLimiter() got unexpected keyword arguments: {sorted(unknown)}")
         config = config if config is not None else get_config()
+        apply_log_settings(config.flux.console_logging, config.flux.log_file)
         if name is not None:
             check_name(name)
         defaults: LimitConfig

@@ -425,3 +425,38 @@ fn unix_socket_urls_with_a_database_number_work() {
     drop(server);
     let _ = std::fs::remove_file(socket);
 }
+
+fn cached_scripts(server: &RedisServer) -> usize {
+    let info = server.cli(&["INFO", "memory"]);
+    let line = info
+        .lines()
+        .find_map(|line| line.strip_prefix("number_of_cached_scripts:"))
+        .expect("INFO memory reports number_of_cached_scripts");
+    line.trim().parse().unwrap()
+}
+
+#[test]
+fn load_scripts_loads_every_script_hits_later_send() {
+    let server = RedisServer::start();
+    let store = store(&server);
+    let loaded = store.load_scripts().unwrap();
+    assert_eq!(cached_scripts(&server), loaded);
+    assert_eq!(
+        store.load_scripts().unwrap(),
+        loaded,
+        "loading again is harmless"
+    );
+    // One hit of each algorithm, alone, together and batched: nothing new reaches the cache.
+    let limiters: Vec<Limiter> = AlgorithmKind::ALL
+        .into_iter()
+        .map(|kind| limiter(&store, 10, HOUR, kind, "pre:"))
+        .collect();
+    for limiter in &limiters {
+        limiter.hit("k", 1).unwrap();
+        store.hit_batch(&[(limiter, "k", 1)]);
+    }
+    let all: Vec<(&Limiter, &str, u64)> = limiters.iter().map(|l| (l, "k", 1)).collect();
+    store.hit_many(&all).unwrap();
+    store.hit_batch(&all);
+    assert_eq!(cached_scripts(&server), loaded);
+}

@@ -250,6 +250,23 @@ impl RedisStore {
             .map_err(|failure| Error::Store(failure.message))
     }
 
+    /// Loads every Lua script into Redis's script cache now (SCRIPT LOAD; on a cluster,
+    /// every primary) and returns how many, so the first hits after start-up skip the
+    /// NOSCRIPT round trip. Optional: hits load a missing script by themselves.
+    pub fn load_scripts(&self) -> Result<usize> {
+        let scripts = Scripts::get();
+        self.shared
+            .run(|conn| {
+                let mut count = 0;
+                for loaded in scripts.all() {
+                    conn.load(&loaded.script, &loaded.code)?;
+                    count += 1;
+                }
+                Ok(count)
+            })
+            .map_err(|failure| Error::Store(failure.message))
+    }
+
     /// The store for one limit (what [`crate::LimiterBuilder::build_redis`] uses): `prefix`
     /// names the limit, so two limits never share a key if their prefixes differ, and the
     /// algorithm's name ends every key, so two algorithms never do.

@@ -197,7 +197,11 @@ impl Conn {
         }
     }
 
-    fn load(&mut self, script: &redis::Script, code: &str) -> std::result::Result<(), RedisError> {
+    pub(crate) fn load(
+        &mut self,
+        script: &redis::Script,
+        code: &str,
+    ) -> std::result::Result<(), RedisError> {
         let loaded = self.query(redis::cmd("SCRIPT").arg("LOAD").arg(code))?;
         debug_assert!(
             matches!(&loaded, Value::BulkString(sha) if sha == script.get_hash().as_bytes())
