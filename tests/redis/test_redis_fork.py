@@ -73,8 +73,10 @@ def test_gunicorn_preload_serves_exactly_idles_quietly_and_stops_fast(
     port = free_port()
     env = {**os.environ, "FLUX_CONFIG": str(config), "PYTHONPATH": f"{ROOT}:{HERE}"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-w", "2", "--preload", "-b", f"127.0.0.1:{port}"]
-        + ["--graceful-timeout", "30", "fork_app:app"],
+        [
+            *(sys.executable, "-m", "gunicorn", "-w", "2", "--preload"),
+            *("-b", f"127.0.0.1:{port}", "--graceful-timeout", "30", "fork_app:app"),
+        ],
         cwd=HERE,
         env=env,
         stdout=subprocess.PIPE,
