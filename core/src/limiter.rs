@@ -134,18 +134,25 @@ impl LimiterBuilder {
         self
     }
 
-    /// The prefix the limit gets: the one given, else `"<quota name>:"`.
-    fn effective_prefix(&self) -> String {
-        if self.prefix.is_empty() {
+    /// The prefix the limit gets: the one given, else `"<quota name>:"`. Braces are refused:
+    /// a key's identity is its Redis Cluster hash tag, the one `{…}` of the key.
+    fn effective_prefix(&self) -> Result<String> {
+        if self.prefix.contains(['{', '}']) {
+            return Err(Error::InvalidArgument(format!(
+                "limit prefix {:?} contains a brace: braces delimit the identity in a key",
+                self.prefix
+            )));
+        }
+        Ok(if self.prefix.is_empty() {
             format!("{}:", self.quota.name())
         } else {
             self.prefix.clone()
-        }
+        })
     }
 
     /// Builds the limiter on the embedded (in-memory) store.
     pub fn build_memory(self) -> Result<Limiter> {
-        let prefix = self.effective_prefix();
+        let prefix = self.effective_prefix()?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
         let (store, limit): (Box<dyn Store>, u64) = with_algorithm!(self.kind, A => {
             let algorithm = A::new(&self.quota);
@@ -173,7 +180,7 @@ impl LimiterBuilder {
         self,
         make_store: impl FnOnce(&Quota, AlgorithmKind, &str) -> Result<Box<dyn Store>>,
     ) -> Result<Limiter> {
-        let prefix = self.effective_prefix();
+        let prefix = self.effective_prefix()?;
         let store = make_store(&self.quota, self.kind, &prefix)?;
         let limit = with_algorithm!(self.kind, A => A::new(&self.quota).limit());
         Ok(Limiter {

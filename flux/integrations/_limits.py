@@ -33,6 +33,7 @@ from flux.identity import Identifier
 from flux.integrations import _report
 from flux.integrations._common import Integration, RequestState, denied_body
 from flux.integrations._report import report, report_error, report_one
+from flux.integrations._unavailable import OnUnavailable, StoreUnavailable, Unavailable
 from flux.limiter import ManualClock, RateLimiter, RateLimitResult
 
 __all__ = [
@@ -270,8 +271,14 @@ class Rule:
         identify: Identifier,
         cost: Cost = 1,
         methods: Iterable[str] | str | None = None,
+        on_unavailable: OnUnavailable | None = None,
     ) -> None:
-        """Describe how ``limit`` applies; ``label`` names it in the IETF headers."""
+        """Describe how ``limit`` applies; ``label`` names it in the IETF headers.
+
+        ``on_unavailable(request, error)`` builds the response when the store cannot decide
+        and the limit fails closed (default: a 503 with ``Retry-After``).
+        """
+        self.on_unavailable = on_unavailable
         limit = limit.for_bucket(bucket)
         self.limit = limit
         self.bucket = bucket
@@ -551,13 +558,27 @@ def _evaluate_one(
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
     endpoint: str | None,
-) -> Check | None:
+) -> Check | Unavailable | None:
     """:func:`evaluate` for a single rule, the usual case, without a plan to build."""
     if rule.methods is not None and not _method_in(rule.methods, integration, request):
         return None
-    identity, result = rule.hit(integration, request, args, kwargs, endpoint)
+    try:
+        identity, result = rule.hit(integration, request, args, kwargs, endpoint)
+    except StoreUnavailable as error:
+        return unavailable([rule], integration, request, error)
     state = integration.state(request) if integration is not None else None
     return Check([rule], [identity], [result], state)
+
+
+def unavailable(
+    rules: Sequence[Rule], integration: Integration | None, request: Any, error: StoreUnavailable
+) -> Unavailable:
+    """The answer when the store failed and the limit fails closed: a 503 for a request; a
+    plain function call (no integration) raises the store's error, as it always did."""
+    if integration is None:
+        raise error
+    hook = next((rule.on_unavailable for rule in rules if rule.on_unavailable), None)
+    return Unavailable(error, request, hook, integration.state(request))
 
 
 def evaluate(
@@ -567,8 +588,9 @@ def evaluate(
     args: Sequence[Any] = (),
     kwargs: Mapping[str, Any] | None = None,
     endpoint: str | None = None,
-) -> Check | None:
-    """Apply ``rules`` to one call, all or nothing; None when no rule applies to it."""
+) -> Check | Unavailable | None:
+    """Apply ``rules`` to one call, all or nothing; None when no rule applies to it, an
+    :class:`Unavailable` when the store failed and the limits fail closed."""
     if len(rules) == 1:
         return _evaluate_one(rules[0], integration, request, args, kwargs or _NO_KWARGS, endpoint)
     chosen = plan(rules, integration, request, args, kwargs or {})
@@ -579,6 +601,8 @@ def evaluate(
         results = hit_all(chosen.items, endpoint)
     except Exception as error:
         _report_failure(chosen, error, started, endpoint)
+        if isinstance(error, StoreUnavailable):
+            return unavailable(chosen.rules, integration, request, error)
         raise
     return _checked(chosen, results, started, endpoint, integration, request)
 
@@ -590,7 +614,7 @@ async def aevaluate(
     args: Sequence[Any] = (),
     kwargs: Mapping[str, Any] | None = None,
     endpoint: str | None = None,
-) -> Check | None:
+) -> Check | Unavailable | None:
     """:func:`evaluate` for async callers (see :func:`ahit_all`)."""
     if len(rules) == 1 and not rules[0].limit.awaitable:  # the embedded store: inline
         return _evaluate_one(rules[0], integration, request, args, kwargs or _NO_KWARGS, endpoint)
@@ -602,5 +626,7 @@ async def aevaluate(
         results = await ahit_all(chosen.items, endpoint)
     except Exception as error:
         _report_failure(chosen, error, started, endpoint)
+        if isinstance(error, StoreUnavailable):
+            return unavailable(chosen.rules, integration, request, error)
         raise
     return _checked(chosen, results, started, endpoint, integration, request)

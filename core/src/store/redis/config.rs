@@ -100,6 +100,12 @@ impl RedisConfig {
         if self.timeout_ms == 0 {
             return invalid("redis timeout_ms must be at least 1, got 0".into());
         }
+        if self.key_prefix.contains(['{', '}']) {
+            return invalid(format!(
+                "redis key_prefix {:?} contains a brace: braces delimit the identity in a key",
+                self.key_prefix
+            ));
+        }
         if self.breaker_threshold == 0 {
             return invalid("redis breaker_threshold must be at least 1, got 0".into());
         }

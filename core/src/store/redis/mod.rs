@@ -269,6 +269,14 @@ impl RedisStore {
             .map_err(|failure| Error::Store(failure.message))
     }
 
+    /// Records that the limit named `prefix` fails open (`fail_open`) or closed whatever the
+    /// store's `fail_silently` says, so that the outage warning states what really happens to
+    /// its hits.
+    pub fn note_limit_policy(&self, prefix: &str, fail_open: bool) {
+        let name = prefix.strip_suffix(':').unwrap_or(prefix);
+        self.shared.breaker.note_policy(name, fail_open);
+    }
+
     /// The store for one limit (what [`crate::LimiterBuilder::build_redis`] uses): `prefix`
     /// names the limit, so two limits never share a key if their prefixes differ, and the
     /// algorithm's name ends every key, so two algorithms never do.
@@ -530,7 +538,7 @@ impl RedisStore {
             let redis_key = limit.redis_key(key);
             if keys.contains(&redis_key) {
                 return Err(Error::InvalidArgument(format!(
-                    "limit {:?} ({}) appears twice for key {key:?} in one multi-limit hit",
+                    "limit {:?} ({}) appears twice for one key in one multi-limit hit",
                     limiter.prefix(),
                     limiter.algorithm()
                 )));
@@ -543,8 +551,9 @@ impl RedisStore {
             if let Some(other) = keys.iter().find(|k| key_slot(k) != slot) {
                 return Err(Error::InvalidArgument(format!(
                     "on a Redis Cluster the keys of one multi-limit hit must share a hash slot, \
-                     i.e. use the same identity: {:?} and {other:?} do not",
-                    keys[0]
+                     i.e. use the same identity: {} and {} do not",
+                    shown_key(&keys[0]),
+                    shown_key(other)
                 )));
             }
         }
@@ -600,7 +609,14 @@ impl RedisStore {
             Err(failure) => failure,
         };
         let failure = Failure {
-            message: format!("{} (keys {:?})", failure.message, keys),
+            message: format!(
+                "{} (keys {})",
+                failure.message,
+                keys.iter()
+                    .map(|k| shown_key(k))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             ..failure
         };
         if now_us.is_some() || !shared.config.fail_silently {
@@ -621,6 +637,19 @@ impl RedisStore {
             decisions,
             source: Source::FailOpen(error),
         })
+    }
+}
+
+/// `redis_key` as messages and logs show it: the identity (the hash tag) is left out, so no
+/// client address, user id or API key reaches a log line or an error a web page may print.
+/// Limit names and key prefixes hold no braces (the builder refuses them), so the tag is
+/// from the first `{` to the last `}:`.
+pub(crate) fn shown_key(redis_key: &str) -> String {
+    match (redis_key.find('{'), redis_key.rfind("}:")) {
+        (Some(open), Some(close)) if open < close => {
+            format!("{}{{…}}{}", &redis_key[..open], &redis_key[close + 1..])
+        }
+        _ => "<a key>".to_string(),
     }
 }
 
@@ -688,10 +717,10 @@ impl RedisLimit {
                 scripts::single_decision(&value, limit)
             })
             .map_err(|failure| Failure {
-                message: if failure.message.contains(redis_key) {
+                message: if failure.message.contains("(key ") {
                     failure.message
                 } else {
-                    format!("{} (key {redis_key:?})", failure.message)
+                    format!("{} (key {})", failure.message, shown_key(redis_key))
                 },
                 ..failure
             })
@@ -964,7 +993,7 @@ impl Shared {
     fn rejected(&self, err: &RedisError, redis_key: &str) -> Failure {
         let (message, unavailable) = self.describe(err);
         Failure {
-            message: format!("{message} (key {redis_key:?})"),
+            message: format!("{message} (key {})", shown_key(redis_key)),
             unavailable,
         }
     }
