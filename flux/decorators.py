@@ -28,6 +28,7 @@ from flux.config import FluxConfig, RateLimitPolicy, get_config
 from flux.identity import Identifier, KeySpec
 from flux.integrations import find_request
 from flux.integrations._limits import (
+    BadCost,
     Check,
     Cost,
     Limit,
@@ -335,8 +336,11 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
             if lane is not None and integration is not None:
                 try:
                     identity, result = lane.hit(integration, request, args, kwargs, endpoint)
-                except StoreUnavailable as error:
-                    return unavailable(rules, integration, request, error).deny(integration)
+                except (StoreUnavailable, BadCost) as error:
+                    undecided = unavailable(rules, integration, request, error)
+                    if undecided is None:  # a bad cost under a limit that fails open
+                        return await func(*args, **kwargs)
+                    return undecided.deny(integration)
                 state = integration.state(request)
                 if state is None and result.allowed:
                     response = await func(*args, **kwargs)
@@ -374,8 +378,11 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
             if lane is not None and integration is not None:
                 try:
                     identity, result = lane.hit(integration, request, args, kwargs, endpoint)
-                except StoreUnavailable as error:
-                    return unavailable(rules, integration, request, error).deny(integration)
+                except (StoreUnavailable, BadCost) as error:
+                    undecided = unavailable(rules, integration, request, error)
+                    if undecided is None:  # a bad cost under a limit that fails open
+                        return func(*args, **kwargs)
+                    return undecided.deny(integration)
                 state = integration.state(request)
                 if state is None and result.allowed:
                     response = func(*args, **kwargs)

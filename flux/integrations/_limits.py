@@ -13,6 +13,7 @@ Tests swap the clock of every declared limit through :func:`use_clock` / :func:`
 from __future__ import annotations
 
 import inspect
+import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from time import perf_counter
@@ -35,6 +36,8 @@ from flux.integrations._common import Integration, RequestState, denied_body
 from flux.integrations._report import report, report_error, report_one
 from flux.integrations._unavailable import OnUnavailable, StoreUnavailable, Unavailable
 from flux.limiter import ManualClock, RateLimiter, RateLimitResult
+
+LOG = logging.getLogger("flux")
 
 __all__ = [
     "Check",
@@ -224,6 +227,12 @@ def _cost_arity(cost: Callable[..., int]) -> int:
     return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
+class BadCost(ValueError):
+    """A cost callable returned what no limit can count (0, a negative number, more than the
+    capacity, not an int). The request is passed or refused as the limit's failure policy
+    says, and the error is logged: it is the application's bug, not the client's."""
+
+
 def check_cost(cost: Cost) -> Cost:
     """``cost`` if it is an int >= 1 or a callable; else a clear error at decoration time."""
     if callable(cost):
@@ -285,6 +294,12 @@ class Rule:
         self.label = label
         self.identify = identify
         self.cost = check_cost(cost)
+        capacity = limit.limiter.limit
+        if not callable(self.cost) and self.cost > capacity:
+            raise ValueError(
+                f"cost {self.cost} is larger than the capacity {capacity} of limit {bucket!r}: "
+                "such a hit could never pass"
+            )
         self._cost_arity = _cost_arity(cost) if callable(cost) else 0
         self.fixed_cost = not callable(self.cost)
         self.methods = check_methods(methods)
@@ -336,7 +351,13 @@ class Rule:
             value = cost(request)
         else:
             value = cost(*args, **kwargs)
-        return int(value)
+        capacity = self.limit.limiter.limit
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= capacity:
+            raise BadCost(
+                f"the cost callable of limit {self.bucket!r} returned {value!r}: a cost is an "
+                f"int from 1 to the limit's capacity, {capacity}"
+            )
+        return value
 
 
 # --- evaluation ------------------------------------------------------------------------------
@@ -564,21 +585,37 @@ def _evaluate_one(
         return None
     try:
         identity, result = rule.hit(integration, request, args, kwargs, endpoint)
-    except StoreUnavailable as error:
+    except (StoreUnavailable, BadCost) as error:
         return unavailable([rule], integration, request, error)
     state = integration.state(request) if integration is not None else None
     return Check([rule], [identity], [result], state)
 
 
 def unavailable(
-    rules: Sequence[Rule], integration: Integration | None, request: Any, error: StoreUnavailable
-) -> Unavailable:
-    """The answer when the store failed and the limit fails closed: a 503 for a request; a
-    plain function call (no integration) raises the store's error, as it always did."""
+    rules: Sequence[Rule],
+    integration: Integration | None,
+    request: Any,
+    error: StoreUnavailable | BadCost,
+) -> Unavailable | None:
+    """The answer when no decision could be made: the store failed and the limit fails
+    closed (a 503), or a cost callable returned what no limit counts (logged; the request
+    passes uncounted when every limit fails open, else a 503). A plain function call (no
+    integration) raises the error, as it always did."""
+    if isinstance(error, BadCost):
+        LOG.error("flux: %s", error)
+        if all(_fails_open(rule) for rule in rules):
+            return None
     if integration is None:
         raise error
     hook = next((rule.on_unavailable for rule in rules if rule.on_unavailable), None)
     return Unavailable(error, request, hook, integration.state(request))
+
+
+def _fails_open(rule: Rule) -> bool:
+    """The rule's failure policy: its limiter's own, else ``[flux] fail_silently``."""
+    limiter = rule.limit.limiter
+    own = getattr(limiter, "fail_silently", None)
+    return bool(rule.limit.config.flux.fail_silently if own is None else own)
 
 
 def evaluate(
@@ -593,7 +630,10 @@ def evaluate(
     :class:`Unavailable` when the store failed and the limits fail closed."""
     if len(rules) == 1:
         return _evaluate_one(rules[0], integration, request, args, kwargs or _NO_KWARGS, endpoint)
-    chosen = plan(rules, integration, request, args, kwargs or {})
+    try:
+        chosen = plan(rules, integration, request, args, kwargs or {})
+    except BadCost as error:
+        return unavailable(rules, integration, request, error)
     if not chosen.rules:
         return None
     started = perf_counter()
@@ -618,7 +658,10 @@ async def aevaluate(
     """:func:`evaluate` for async callers (see :func:`ahit_all`)."""
     if len(rules) == 1 and not rules[0].limit.awaitable:  # the embedded store: inline
         return _evaluate_one(rules[0], integration, request, args, kwargs or _NO_KWARGS, endpoint)
-    chosen = plan(rules, integration, request, args, kwargs or {})
+    try:
+        chosen = plan(rules, integration, request, args, kwargs or {})
+    except BadCost as error:
+        return unavailable(rules, integration, request, error)
     if not chosen.rules:
         return None
     started = perf_counter()

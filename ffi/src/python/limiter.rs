@@ -64,13 +64,52 @@ fn unbound() -> Error {
 }
 
 /// A whole number ≥ 1 for `what`, with a message naming it otherwise.
-fn positive(value: i64, what: &str) -> PyResult<u64> {
+fn positive(value: i128, what: &str) -> PyResult<u64> {
     if value < 1 {
         return Err(PyValueError::new_err(format!(
             "invalid quota: {what} must be at least 1, got {value}"
         )));
     }
-    Ok(value as u64)
+    u64::try_from(value).map_err(|_| {
+        PyValueError::new_err(format!(
+            "invalid quota: {what} {value} is too large (at most {})",
+            u64::MAX
+        ))
+    })
+}
+
+/// A cost given from Python: a negative one is refused here, naming it (as a u64 it would
+/// not even convert); 0 and costs above the capacity are refused by the core.
+#[inline]
+fn whole_cost(cost: i64, limiter: &flux_core::Limiter) -> PyResult<u64> {
+    if cost < 0 {
+        return Err(PyValueError::new_err(format!(
+            "invalid cost {cost}: cost must be at least 1 (capacity is {})",
+            limiter.limit()
+        )));
+    }
+    Ok(cost as u64)
+}
+
+/// The items of a multi-limit hit with their costs checked (see [`whole_cost`]).
+fn whole_costs<'py>(
+    items: Vec<(PyRef<'py, Limiter>, String, i64)>,
+) -> PyResult<Vec<(PyRef<'py, Limiter>, String, u64)>> {
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, (limiter, key, cost))| {
+            if cost < 0 {
+                return Err(PyValueError::new_err(format!(
+                    "items[{index}]: invalid cost {cost}: cost must be at least 1 (capacity \
+                     is {})",
+                    limiter.inner.limit()
+                )));
+            }
+            let cost = cost as u64;
+            Ok((limiter, key, cost))
+        })
+        .collect()
 }
 
 /// Time of `clock` in µs since the epoch (the Redis scripts' unit).
@@ -158,11 +197,11 @@ impl Limiter {
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        requests: i64,
+        requests: i128,
         period: f64,
-        burst: Option<i64>,
+        burst: Option<i128>,
         policy: &str,
-        max_keys: Option<i64>,
+        max_keys: Option<i128>,
         clock: Option<PyRef<'_, ManualClock>>,
         prefix: &str,
         store: Option<Py<RedisStore>>,
@@ -225,9 +264,10 @@ impl Limiter {
         py: Python<'_>,
         key: &str,
         endpoint: Option<&Bound<'_, PyAny>>,
-        cost: u64,
+        cost: i64,
     ) -> PyResult<RateLimitResult> {
         let _ = endpoint;
+        let cost = whole_cost(cost, &self.inner)?;
         match &self.redis {
             None => self
                 .inner
@@ -247,9 +287,10 @@ impl Limiter {
         py: Python<'_>,
         key: String,
         endpoint: Option<&Bound<'_, PyAny>>,
-        cost: u64,
+        cost: i64,
     ) -> PyResult<Py<PyAny>> {
         let _ = endpoint;
+        let cost = whole_cost(cost, &self.inner)?;
         match &self.redis {
             Some(redis) if redis.clock.is_none() => {
                 if cost == 0 || cost > self.inner.limit() {
@@ -267,7 +308,7 @@ impl Limiter {
                 aio::submit(py, &dispatcher, work, redis.policy)
             }
             _ => {
-                let result = self.hit(py, &key, None, cost)?;
+                let result = self.hit(py, &key, None, cost as i64)?;
                 Ok(Ready::of(py, Ok(result))?.into_any())
             }
         }
@@ -324,7 +365,7 @@ impl Limiter {
     #[pyo3(name = "hit_many")]
     fn hit_many_static(
         py: Python<'_>,
-        items: Vec<(PyRef<'_, Limiter>, String, u64)>,
+        items: Vec<(PyRef<'_, Limiter>, String, i64)>,
     ) -> PyResult<Vec<RateLimitResult>> {
         hit_many(py, items)
     }
@@ -334,7 +375,7 @@ impl Limiter {
     #[pyo3(name = "ahit_many")]
     fn ahit_many_static(
         py: Python<'_>,
-        items: Vec<(PyRef<'_, Limiter>, String, u64)>,
+        items: Vec<(PyRef<'_, Limiter>, String, i64)>,
     ) -> PyResult<Py<PyAny>> {
         ahit_many(py, items)
     }
@@ -459,6 +500,14 @@ fn capacities(items: &[(PyRef<'_, Limiter>, String, u64)]) -> Vec<(u64, u64)> {
 #[pyfunction]
 pub fn hit_many(
     py: Python<'_>,
+    items: Vec<(PyRef<'_, Limiter>, String, i64)>,
+) -> PyResult<Vec<RateLimitResult>> {
+    hit_many_costed(py, whole_costs(items)?)
+}
+
+/// [`hit_many`] once every cost is checked.
+fn hit_many_costed(
+    py: Python<'_>,
     items: Vec<(PyRef<'_, Limiter>, String, u64)>,
 ) -> PyResult<Vec<RateLimitResult>> {
     match group(&items)? {
@@ -494,8 +543,9 @@ pub fn hit_many(
 #[pyfunction]
 pub fn ahit_many(
     py: Python<'_>,
-    items: Vec<(PyRef<'_, Limiter>, String, u64)>,
+    items: Vec<(PyRef<'_, Limiter>, String, i64)>,
 ) -> PyResult<Py<PyAny>> {
+    let items = whole_costs(items)?;
     match group(&items)? {
         Group::Redis(redis) if redis.clock.is_none() => {
             for (limiter, _, cost) in &items {
@@ -517,7 +567,7 @@ pub fn ahit_many(
             aio::submit(py, &dispatcher, work, policy)
         }
         _ => {
-            let results = hit_many(py, items)?;
+            let results = hit_many_costed(py, items)?;
             let list = PyList::empty(py);
             for result in results {
                 list.append(Py::new(py, result)?)?;
