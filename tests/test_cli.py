@@ -305,7 +305,7 @@ def test_lazy_command_with_a_missing_dependency(
     assert cli.main(["dep"]) == 1
     err = capsys.readouterr().err
     assert "needs the Python package 'fluxtest_no_such_package'" in err
-    assert "pip install 'flux[monitor]'" in err
+    assert "pip install 'flux-ratelimit[monitor]'" in err
 
 
 def test_register_command(monkeypatch: pytest.MonkeyPatch) -> None:
