@@ -30,6 +30,37 @@ venv: $(VENV)/.ready  ## Create the local virtualenv with the build and test too
 build-dev: venv  ## Build the native module (release) into the virtualenv
 	VIRTUAL_ENV=$(abspath $(VENV)) $(VENV)/bin/maturin develop --release -q
 
+# Wheels: built with zig (PyPI's `ziglang`, installed into the virtualenv) linking against an
+# old glibc, so that one wheel passes manylinux_2_17 whatever glibc the build machine has; a
+# plain build on Debian 12 would need glibc 2.34. WHEEL_ZIG=0 builds without zig and tags
+# what the host's glibc allows (checked by maturin's auditwheel either way). Wheel builds use
+# their own cargo target directory: zig's linker flags would otherwise invalidate the dev build.
+DIST       ?= dist
+WHEEL_ZIG  ?= 1
+WHEEL_TARGET ?= $(abspath target/wheel)
+# abi3 (one wheel for CPython 3.10+) was measured against per-version wheels (`make bench`,
+# row "abi3 vs native"); see the README's "Python wheel" section for the numbers and the choice.
+WHEEL_FEATURES ?= abi3
+MATURIN_WHEEL = PATH=$(abspath $(VENV))/bin:$$PATH CARGO_TARGET_DIR=$(WHEEL_TARGET) \
+	$(VENV)/bin/maturin build --release --strip --auditwheel check -i $(PY) \
+	$(if $(filter 1,$(WHEEL_ZIG)),--zig --compatibility manylinux_2_17)
+
+$(VENV)/.zig: $(VENV)/.ready
+	$(PIP) install 'ziglang>=0.13,<0.18'
+	touch $@
+
+.PHONY: wheel
+wheel: venv $(if $(filter 1,$(WHEEL_ZIG)),$(VENV)/.zig)  ## Build the flux-ratelimit wheel (manylinux, release) into dist/
+	rm -f $(DIST)/flux_ratelimit-*.whl
+	$(MATURIN_WHEEL) $(if $(WHEEL_FEATURES),--features $(WHEEL_FEATURES)) -o $(DIST)
+	@ls -1 $(DIST)/flux_ratelimit-*.whl
+
+.PHONY: sdist
+sdist: venv  ## Build the flux-ratelimit source distribution into dist/
+	rm -f $(DIST)/flux_ratelimit-*.tar.gz
+	$(VENV)/bin/maturin sdist -o $(DIST)
+	@ls -1 $(DIST)/flux_ratelimit-*.tar.gz
+
 .PHONY: demo
 demo: build-dev  ## Build flux and run its demo on the embedded store
 	$(PY) -m flux demo
@@ -46,7 +77,7 @@ redis-server:  ## Install redis-server (and chromium, tmux for the dashboard tes
 	fi
 
 .PHONY: test
-test: test-rust test-python test-c header-check  ## Run everything CI runs
+test: test-rust test-python test-c test-wheel header-check  ## Run everything CI runs
 
 .PHONY: test-rust
 test-rust: redis-server  ## Rust tests (core alone, then the workspace)
@@ -54,7 +85,11 @@ test-rust: redis-server  ## Rust tests (core alone, then the workspace)
 
 .PHONY: test-python
 test-python: build-dev redis-server  ## Python tests against the built module
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not packaging"
+
+.PHONY: test-wheel
+test-wheel: wheel  ## Install the wheel in a fresh virtualenv (no cargo on PATH), run its demo
+	$(PY) -m pytest -q -m packaging tests/packaging
 
 .PHONY: test-c
 test-c: build-dev redis-server  ## C and C++ programs against libflux (sanitizers, valgrind)
@@ -80,9 +115,10 @@ lint: venv  ## rustfmt, clippy -D warnings, ruff, stub check
 	$(PY) -m mypy.stubtest flux._flux
 
 .PHONY: bench
-bench: build-dev redis-server  ## Benchmarks: criterion core, Python vs other limiters, C ABI
+bench: build-dev redis-server  ## Benchmarks: criterion core, Python vs others, abi3 vs native, C ABI
 	$(CARGO) bench -p flux-core --bench core
 	bash benches/python/run.sh
+	bash benches/python/abi3.sh
 	bash tests/c/bench.sh
 
 .PHONY: clean
