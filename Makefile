@@ -77,7 +77,7 @@ redis-server:  ## Install redis-server (and chromium, tmux for the dashboard tes
 	fi
 
 .PHONY: test
-test: test-rust test-python test-c test-wheel header-check  ## Run everything CI runs
+test: test-rust test-python test-c test-install test-wheel header-check  ## Run everything CI runs
 
 .PHONY: test-rust
 test-rust: redis-server  ## Rust tests (core alone, then the workspace)
@@ -94,6 +94,51 @@ test-wheel: wheel  ## Install the wheel in a fresh virtualenv (no cargo on PATH)
 .PHONY: test-c
 test-c: build-dev redis-server  ## C and C++ programs against libflux (sanitizers, valgrind)
 	bash tests/c/run.sh
+
+# Installing the C library: PREFIX is where it will live, DESTDIR a staging root prepended to
+# every path written (for packagers); flux.pc and the CMake package name PREFIX, not DESTDIR.
+PREFIX  ?= /usr/local
+DESTDIR ?=
+FLUX_VERSION := $(shell sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
+FLUX_MAJOR   := $(word 1,$(subst ., ,$(FLUX_VERSION)))
+FLUX_MINOR   := $(word 2,$(subst ., ,$(FLUX_VERSION)))
+LIB_DIR      := target/release
+I_INC   = $(DESTDIR)$(PREFIX)/include
+I_LIB   = $(DESTDIR)$(PREFIX)/lib
+I_CMAKE = $(I_LIB)/cmake/flux
+SUBST   = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(FLUX_VERSION)|g' \
+	-e 's|@MAJOR@|$(FLUX_MAJOR)|g' -e 's|@MINOR@|$(FLUX_MINOR)|g'
+
+.PHONY: lib
+lib:  ## Build libflux.so (SONAME libflux.so.MAJOR) and libflux.a into target/release
+	$(CARGO) build --release -p flux-ffi
+	@# Programs linked in the tree record the SONAME: give the loader that name too.
+	ln -sf libflux.so $(LIB_DIR)/libflux.so.$(FLUX_MAJOR)
+
+.PHONY: install
+install: lib  ## Install flux.h, flux.hpp, libflux.so/.a, flux.pc, CMake package (PREFIX, DESTDIR)
+	install -d $(I_INC) $(I_LIB)/pkgconfig $(I_CMAKE)
+	install -m 644 include/flux.h include/flux.hpp $(I_INC)/
+	install -m 755 $(LIB_DIR)/libflux.so $(I_LIB)/libflux.so.$(FLUX_VERSION)
+	ln -sf libflux.so.$(FLUX_VERSION) $(I_LIB)/libflux.so.$(FLUX_MAJOR)
+	ln -sf libflux.so.$(FLUX_MAJOR) $(I_LIB)/libflux.so
+	install -m 644 $(LIB_DIR)/libflux.a $(I_LIB)/libflux.a
+	$(SUBST) packaging/flux.pc.in > $(I_LIB)/pkgconfig/flux.pc
+	$(SUBST) packaging/fluxConfig.cmake.in > $(I_CMAKE)/fluxConfig.cmake
+	$(SUBST) packaging/fluxConfigVersion.cmake.in > $(I_CMAKE)/fluxConfigVersion.cmake
+	@echo "installed flux $(FLUX_VERSION) into $(DESTDIR)$(PREFIX) (run ldconfig for a system prefix)"
+
+.PHONY: uninstall
+uninstall:  ## Remove what make install installed (same PREFIX and DESTDIR)
+	rm -f $(I_INC)/flux.h $(I_INC)/flux.hpp $(I_LIB)/libflux.so $(I_LIB)/libflux.so.$(FLUX_MAJOR) \
+		$(I_LIB)/libflux.so.$(FLUX_VERSION) $(I_LIB)/libflux.a $(I_LIB)/pkgconfig/flux.pc \
+		$(I_CMAKE)/fluxConfig.cmake $(I_CMAKE)/fluxConfigVersion.cmake
+	@# The directories flux created, when nothing else lives there; never PREFIX/lib itself.
+	@rmdir $(I_CMAKE) 2>/dev/null; rmdir $(I_LIB)/cmake $(I_LIB)/pkgconfig 2>/dev/null; true
+
+.PHONY: test-install
+test-install:  ## make install into a temp prefix; pkg-config, CMake find_package, SONAME, uninstall
+	bash tests/install/run.sh
 
 .PHONY: header
 header:  ## Regenerate include/flux.h with the pinned cbindgen
