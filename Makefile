@@ -77,7 +77,7 @@ redis-server:  ## Install redis-server (and chromium, tmux for the dashboard tes
 	fi
 
 .PHONY: test
-test: test-rust test-python test-c test-install test-wheel header-check  ## Run everything CI runs
+test: test-rust test-python test-c test-install test-bindings test-wheel header-check  ## Run everything CI runs
 
 .PHONY: test-rust
 test-rust: redis-server  ## Rust tests (core alone, then the workspace)
@@ -135,6 +135,10 @@ uninstall:  ## Remove what make install installed (same PREFIX and DESTDIR)
 		$(I_CMAKE)/fluxConfig.cmake $(I_CMAKE)/fluxConfigVersion.cmake
 	@# The directories flux created, when nothing else lives there; never PREFIX/lib itself.
 	@rmdir $(I_CMAKE) 2>/dev/null; rmdir $(I_LIB)/cmake $(I_LIB)/pkgconfig 2>/dev/null; true
+
+.PHONY: test-bindings
+test-bindings: build-dev redis-server  ## Go (cgo) and Node (N-API) bindings; one Redis limit from five languages
+	bash bindings/run.sh
 
 .PHONY: test-install
 test-install:  ## make install into a temp prefix; pkg-config, CMake find_package, SONAME, uninstall
