@@ -164,11 +164,12 @@ lint: venv  ## rustfmt, clippy -D warnings, ruff, stub check
 	$(PY) -m mypy.stubtest flux._flux
 
 .PHONY: bench
-bench: build-dev redis-server  ## Benchmarks: criterion core, Python vs others, abi3 vs native, C ABI
+bench: build-dev redis-server  ## Benchmarks: core, Python vs others, abi3 vs native, C ABI, Go/Node vs C
 	$(CARGO) bench -p flux-core --bench core
 	bash benches/python/run.sh
 	bash benches/python/abi3.sh
 	bash tests/c/bench.sh
+	bash bindings/bench.sh
 
 .PHONY: clean
 clean:  ## Remove build products and the virtualenvs

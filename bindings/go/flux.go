@@ -25,17 +25,24 @@ static const char *fluxgo_key(_GoString_ key) {
 	const char *p = _GoStringPtr(key);
 	return p != NULL ? p : "";
 }
-static flux_result fluxgo_hit(const flux_limiter *l, _GoString_ key, uint64_t cost,
-                              flux_decision *out, char **err) {
-	flux_result r = flux_limiter_hit(l, fluxgo_key(key), _GoStringLen(key), cost, out);
-	*err = fluxgo_error(r);
-	return r;
+// Hit and peek return their decision by value: passing Go pointers for the out-params would
+// move them to the heap and have cgo check them on every call, which tripled the hit's cost.
+typedef struct {
+	flux_decision decision;
+	flux_result result;
+	char *err;
+} fluxgo_decision;
+static fluxgo_decision fluxgo_hit(const flux_limiter *l, _GoString_ key, uint64_t cost) {
+	fluxgo_decision out;
+	out.result = flux_limiter_hit(l, fluxgo_key(key), _GoStringLen(key), cost, &out.decision);
+	out.err = fluxgo_error(out.result);
+	return out;
 }
-static flux_result fluxgo_peek(const flux_limiter *l, _GoString_ key, flux_decision *out,
-                               char **err) {
-	flux_result r = flux_limiter_peek(l, fluxgo_key(key), _GoStringLen(key), out);
-	*err = fluxgo_error(r);
-	return r;
+static fluxgo_decision fluxgo_peek(const flux_limiter *l, _GoString_ key) {
+	fluxgo_decision out;
+	out.result = flux_limiter_peek(l, fluxgo_key(key), _GoStringLen(key), &out.decision);
+	out.err = fluxgo_error(out.result);
+	return out;
 }
 static flux_result fluxgo_reset(const flux_limiter *l, _GoString_ key, char **err) {
 	flux_result r = flux_limiter_reset(l, fluxgo_key(key), _GoStringLen(key));
@@ -290,20 +297,22 @@ func newLimiter(o Options, redis *C.flux_redis) (*Limiter, error) {
 
 // Hit counts a hit of `cost` (at least 1) on key if it passes.
 func (l *Limiter) Hit(key string, cost uint64) (Decision, error) {
-	var out C.flux_decision
-	var msg *C.char
-	err := check(C.fluxgo_hit(l.p, key, C.uint64_t(cost), &out, &msg), msg)
+	out := C.fluxgo_hit(l.p, key, C.uint64_t(cost))
 	runtime.KeepAlive(l)
-	return decision(&out), err
+	if out.result != C.FLUX_RESULT_OK {
+		return Decision{}, check(out.result, out.err)
+	}
+	return decision(&out.decision), nil
 }
 
 // Peek says what a hit of cost 1 on key would see now, counting nothing.
 func (l *Limiter) Peek(key string) (Decision, error) {
-	var out C.flux_decision
-	var msg *C.char
-	err := check(C.fluxgo_peek(l.p, key, &out, &msg), msg)
+	out := C.fluxgo_peek(l.p, key)
 	runtime.KeepAlive(l)
-	return decision(&out), err
+	if out.result != C.FLUX_RESULT_OK {
+		return Decision{}, check(out.result, out.err)
+	}
+	return decision(&out.decision), nil
 }
 
 // Reset puts key back to full capacity.
@@ -449,3 +458,7 @@ func (r *Redis) Close() error {
 	r.p = nil
 	return nil
 }
+
+// cgoFloor is one cgo call to a trivial flux function (flux_version), for BenchmarkCgoFloor:
+// the fixed cost any cgo binding pays per call on this machine, whatever flux does.
+func cgoFloor() { C.flux_version() }

@@ -211,3 +211,10 @@ func BenchmarkHit(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCgoFloor: the cost of crossing into C at all (see cgoFloor).
+func BenchmarkCgoFloor(b *testing.B) {
+	for i := 0; i < b.N; i++ {
+		cgoFloor()
+	}
+}
