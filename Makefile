@@ -61,6 +61,13 @@ sdist: venv  ## Build the flux-ratelimit source distribution into dist/
 	$(VENV)/bin/maturin sdist -o $(DIST)
 	@ls -1 $(DIST)/flux_ratelimit-*.tar.gz
 
+.PHONY: sdist-check
+sdist-check: sdist  ## Build a wheel from the sdist alone in a fresh virtualenv (slow: a full compile)
+	rm -rf target/sdist-check && $(PYTHON) -m venv target/sdist-check/venv
+	target/sdist-check/venv/bin/pip --disable-pip-version-check -q wheel --no-deps \
+		-w target/sdist-check/out $(DIST)/flux_ratelimit-*.tar.gz
+	@ls -1 target/sdist-check/out/flux_ratelimit-*.whl
+
 .PHONY: demo
 demo: build-dev  ## Build flux and run its demo on the embedded store
 	$(PY) -m flux demo

@@ -349,3 +349,8 @@ def test_python_dash_m(clean_env: Path, module: str) -> None:
     )
     assert again.returncode == 1
     assert "--force" in again.stderr
+
+
+def test_version_names_the_distribution_and_the_version(capsys) -> None:
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"flux-ratelimit {flux.__version__}"

@@ -207,6 +207,9 @@ type ManualClock struct{ p *C.flux_clock }
 
 // NewManualClock makes a clock standing at `start` after the Unix epoch.
 func NewManualClock(start time.Duration) (*ManualClock, error) {
+	if start < 0 {
+		return nil, &Error{Code: ResultInvalidArgument, Message: "a negative start time"}
+	}
 	var p *C.flux_clock
 	var msg *C.char
 	if err := check(C.fluxgo_clock_new(C.uint64_t(start), &p, &msg), msg); err != nil {

@@ -21,7 +21,12 @@
 
 #define NS_PER_MS 1e6
 
-static napi_ref error_class = NULL;
+/* The FluxError class of this environment (each worker thread has its own): instance data,
+ * never a global, since a reference is valid only in the environment that made it. */
+static void delete_error_class(napi_env env, void *data, void *hint) {
+    (void)hint;
+    napi_delete_reference(env, (napi_ref)data);
+}
 
 static const char *result_code(flux_result r) {
     switch (r) {
@@ -43,6 +48,8 @@ static const char *result_code(flux_result r) {
 /* Throws a FluxError(code, result, message); `message` NULL means flux_last_error(). */
 static void throw_flux(napi_env env, flux_result r, const char *message) {
     napi_value ctor, args[3], err;
+    napi_ref error_class = NULL;
+    napi_get_instance_data(env, (void **)&error_class);
     if (message == NULL) {
         message = flux_last_error();
         if (message[0] == '\0') {
@@ -212,11 +219,17 @@ static napi_value version(napi_env env, napi_callback_info info) {
 static napi_value set_error_class(napi_env env, napi_callback_info info) {
     size_t argc = 1;
     napi_value argv[1];
+    napi_ref ref = NULL;
     NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-    if (error_class != NULL) {
-        napi_delete_reference(env, error_class);
+    NAPI_OK(env, napi_create_reference(env, argv[0], 1, &ref));
+    /* Replacing earlier instance data does not finalize it: delete the old reference here. */
+    {
+        napi_ref old = NULL;
+        if (napi_get_instance_data(env, (void **)&old) == napi_ok && old != NULL) {
+            napi_delete_reference(env, old);
+        }
     }
-    NAPI_OK(env, napi_create_reference(env, argv[0], 1, &error_class));
+    NAPI_OK(env, napi_set_instance_data(env, ref, delete_error_class, NULL));
     return NULL;
 }
 

@@ -97,3 +97,20 @@ test('Redis: hit, peek, reset, hitMany, fail closed and open', { skip: !url && '
   d = new flux.Limiter({ requests: 3, periodMs: 60000, redis: open }).hit('k');
   assert.deepEqual([d.allowed, d.source], [true, 'fail_open']);
 });
+
+test('a worker thread loads its own instance and gets FluxErrors', async () => {
+  const { Worker } = require('node:worker_threads');
+  const code = `
+    const flux = require(${JSON.stringify(require.resolve('..'))});
+    const { parentPort } = require('node:worker_threads');
+    const l = new flux.Limiter({ requests: 1, periodMs: 1000 });
+    let code = null;
+    try { l.hit('k', 0); } catch (e) { code = e instanceof flux.FluxError && e.code; }
+    parentPort.postMessage([l.hit('k').allowed, code]);`;
+  const result = await new Promise((resolve, reject) => {
+    const w = new Worker(code, { eval: true });
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
+  assert.deepEqual(result, [true, 'FLUX_INVALID_COST']);
+});
