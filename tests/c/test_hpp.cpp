@@ -7,10 +7,13 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <atomic>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "check.h"
 
@@ -123,6 +126,27 @@ void multi() {
                  "hits[0]");
 }
 
+// One limiter shared by threads without locking (the C ABI's thread-safety, through the wrapper).
+void threads() {
+    flux::limiter_options options;
+    options.requests = 100;
+    options.period = 3600s;
+    const flux::limiter limiter(options);
+    std::atomic<int> allowed{0};
+    std::vector<std::thread> pool;
+    for (int t = 0; t < 4; t++) {
+        pool.emplace_back([&] {
+            for (int i = 0; i < 50; i++) {
+                allowed += limiter.hit("shared") ? 1 : 0;
+            }
+        });
+    }
+    for (std::thread &t : pool) {
+        t.join();
+    }
+    CHECK(allowed.load() == 100);
+}
+
 void on_redis(const char *url, const char *dead_url) {
     flux::redis_options ro;
     ro.url = url;
@@ -170,6 +194,7 @@ int main() {
     try {
         embedded();
         multi();
+        threads();
         const char *url = std::getenv("FLUX_TEST_REDIS_URL");
         const char *dead = std::getenv("FLUX_TEST_DEAD_URL");
         if (url != nullptr && dead != nullptr) {
