@@ -95,8 +95,12 @@ test-python: build-dev redis-server  ## Python tests against the built module
 	$(PY) -m pytest -q -m "not packaging"
 
 .PHONY: test-wheel
-test-wheel: wheel  ## Install the wheel in a fresh virtualenv (no cargo on PATH), run its demo
-	$(PY) -m pytest -q -m packaging tests/packaging
+# Every CPython 3.10+ found (on PATH, or installed by pyenv) gets its own fresh virtualenv.
+WHEEL_PYTHONS ?= $(shell for v in 3.10 3.11 3.12 3.13 3.14; do \
+	for p in "$$(command -v python$$v)" $(HOME)/.pyenv/versions/$$v*/bin/python$$v; do \
+	[ -x "$$p" ] && "$$p" -c 'import venv' 2>/dev/null && { echo "$$p"; break; }; done; done)
+test-wheel: wheel  ## Install the wheel in fresh virtualenvs (no cargo on PATH), run its demo
+	FLUX_WHEEL_PYTHONS="$(WHEEL_PYTHONS)" $(PY) -m pytest -q -m packaging tests/packaging
 
 .PHONY: test-c
 test-c: build-dev redis-server  ## C and C++ programs against libflux (sanitizers, valgrind)
