@@ -71,9 +71,12 @@ export CGO_LDFLAGS="-Wl,-rpath,$prefix/lib"
 run "redis-server: start" start_redis
 
 run "go: vet" bash -c "cd bindings/go && go vet ./..."
-run "go: test (embedded, Redis, errors, HitMany)" bash -c "cd bindings/go && go test -count=1 ./..."
+# -v and the checks on SKIP: with our redis-server up, no Redis test may be skipped.
+run "go: test (embedded, Redis, errors, HitMany)" bash -c \
+    "set -o pipefail; cd bindings/go && go test -v -count=1 ./... | tee /dev/stderr | (! grep -q -- '--- SKIP')"
 run "node: build the N-API addon (gcc, no node-gyp)" bash bindings/node/build.sh
-run "node: test (embedded, Redis, errors, hitMany)" node --test bindings/node/test/
+run "node: test (embedded, Redis, errors, hitMany, async)" bash -c \
+    "node --test bindings/node/test/ | tee /dev/stderr | grep -q '^# skipped 0'"
 
 # One limit, five languages: 500 hits from Python, C, C++, Go and Node on one Redis limit of
 # 100 per hour pass exactly 100. First 20 hits each, one language after the other (each must

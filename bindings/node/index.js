@@ -1,8 +1,9 @@
 'use strict';
 // flux for Node.js: a rate limiter with a Rust core, through its C ABI and a N-API addon
-// (src/flux_node.c, built into build/flux.node by build.sh). Synchronous, like the C ABI:
-// a hit on the embedded store takes well under a microsecond, and one on Redis one round trip
-// (bounded by timeoutMs), which blocks the event loop for that long; see README.md.
+// (src/flux_node.c, built into build/flux.node by build.sh). hit/peek/reset are synchronous,
+// like the C ABI: right for the embedded store (well under a microsecond); on Redis they block
+// the event loop for a round trip (at most timeoutMs), so a server uses hitAsync/peekAsync/
+// resetAsync there, which run on libuv's thread pool and return Promises.
 //
 // Failures throw FluxError: err.code is a string ('FLUX_INVALID_COST', ...), err.result the
 // C ABI's flux_result number. A denied hit is not an error: decision.allowed is false.
@@ -94,7 +95,14 @@ class Limiter {
   }
   /** Puts `key` back to full capacity. */
   reset(key) { native.reset(this._h, key); }
-  /** Frees the limiter now (else when it is garbage-collected); later calls throw. */
+  /** hit() off the event loop: a Promise of the decision (rejected with a FluxError). */
+  hitAsync(key, cost = 1) { return native.hitAsync(this._h, key, cost); }
+  /** peek() off the event loop. */
+  peekAsync(key) { return native.peekAsync(this._h, key); }
+  /** reset() off the event loop. */
+  resetAsync(key) { return native.resetAsync(this._h, key); }
+  /** Frees the limiter now, or once its async calls in flight are done (else when it is
+   *  garbage-collected); later calls throw. */
   close() { native.close(this._h, LIMITER); }
 }
 

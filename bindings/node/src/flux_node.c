@@ -84,6 +84,10 @@ typedef struct {
     flux_limiter *limiter;
     double *out; /* the Float64Array(6) the decision is written to, kept alive by `out_ref` */
     napi_ref out_ref;
+    /* Async calls in flight (touched on the JS thread only) and a close() that waits for them:
+     * a worker thread may be inside flux_limiter_hit with this limiter. */
+    int pending;
+    bool close_requested;
 } limiter_box;
 
 typedef struct {
@@ -547,6 +551,143 @@ done:
     return result;
 }
 
+/* ---- async: hit, peek and reset on the libuv thread pool (for Redis: no blocked loop) ---- */
+
+enum { OP_HIT, OP_PEEK, OP_RESET };
+
+typedef struct {
+    napi_async_work work;
+    napi_deferred deferred;
+    napi_ref limiter_ref; /* keeps the limiter's external (and so its box) alive */
+    limiter_box *box;
+    int op;
+    char *key;
+    size_t key_len;
+    uint64_t cost;
+    flux_decision decision;
+    flux_result result;
+    char *error; /* flux_last_error() of the worker thread, copied there */
+} async_call;
+
+static void async_execute(napi_env env, void *data) {
+    async_call *c = data;
+    (void)env;
+    switch (c->op) {
+    case OP_HIT:
+        c->result = flux_limiter_hit(c->box->limiter, c->key, c->key_len, c->cost, &c->decision);
+        break;
+    case OP_PEEK:
+        c->result = flux_limiter_peek(c->box->limiter, c->key, c->key_len, &c->decision);
+        break;
+    default:
+        c->result = flux_limiter_reset(c->box->limiter, c->key, c->key_len);
+        break;
+    }
+    /* The last error is per thread: read it on this one. A fail-open decision records one too. */
+    if (c->result != FLUX_RESULT_OK) {
+        const char *e = flux_last_error();
+        c->error = malloc(strlen(e) + 1);
+        if (c->error != NULL) memcpy(c->error, e, strlen(e) + 1);
+    }
+}
+
+static napi_value decision_object(napi_env env, const flux_decision *d) {
+    static const char *const sources[] = {"memory", "redis", "deny_cache", "fail_open"};
+    napi_value obj, v;
+    napi_create_object(env, &obj);
+    napi_get_boolean(env, d->allowed, &v);
+    napi_set_named_property(env, obj, "allowed", v);
+    napi_create_double(env, (double)d->limit, &v);
+    napi_set_named_property(env, obj, "limit", v);
+    napi_create_double(env, (double)d->remaining, &v);
+    napi_set_named_property(env, obj, "remaining", v);
+    napi_create_double(env, (double)d->reset_after_ns / NS_PER_MS, &v);
+    napi_set_named_property(env, obj, "resetAfterMs", v);
+    napi_create_double(env, (double)d->retry_after_ns / NS_PER_MS, &v);
+    napi_set_named_property(env, obj, "retryAfterMs", v);
+    napi_create_string_utf8(env, (unsigned)d->source < 4 ? sources[d->source] : "unknown",
+                            NAPI_AUTO_LENGTH, &v);
+    napi_set_named_property(env, obj, "source", v);
+    return obj;
+}
+
+static void async_complete(napi_env env, napi_status status, void *data) {
+    async_call *c = data;
+    napi_value value = NULL;
+    if (status == napi_ok && c->result == FLUX_RESULT_OK) {
+        if (c->op == OP_RESET) {
+            napi_get_undefined(env, &value);
+        } else {
+            value = decision_object(env, &c->decision);
+        }
+        napi_resolve_deferred(env, c->deferred, value);
+    } else {
+        /* Build the FluxError by throwing it, then take it back to reject the promise. */
+        flux_result r = status == napi_ok ? c->result : FLUX_RESULT_PANIC;
+        throw_flux(env, r, c->error != NULL ? c->error : flux_result_message((int)r));
+        napi_get_and_clear_last_exception(env, &value);
+        napi_reject_deferred(env, c->deferred, value);
+    }
+    if (--c->box->pending == 0 && c->box->close_requested) {
+        flux_limiter_free(c->box->limiter);
+        c->box->limiter = NULL;
+        c->box->close_requested = false;
+    }
+    napi_delete_reference(env, c->limiter_ref);
+    napi_delete_async_work(env, c->work);
+    free(c->key);
+    free(c->error);
+    free(c);
+}
+
+/* hitAsync(limiter, key, cost) / peekAsync(limiter, key) / resetAsync(limiter, key) -> Promise */
+static napi_value start_async(napi_env env, napi_callback_info info, int op) {
+    size_t argc = 3, len = 0;
+    napi_value argv[3], promise, name;
+    async_call *c;
+    limiter_box *box;
+    uint64_t cost = 1;
+    NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    box = unwrap(env, argv[0]);
+    if (box == NULL || box->limiter == NULL || box->close_requested) {
+        throw_flux(env, FLUX_RESULT_NULL_ARGUMENT, "the limiter is closed");
+        return NULL;
+    }
+    if (op == OP_HIT && !get_u64(env, argv[2], &cost)) return NULL;
+    if (napi_get_value_string_utf8(env, argv[1], NULL, 0, &len) != napi_ok) {
+        napi_throw_type_error(env, NULL, "flux: a key must be a string");
+        return NULL;
+    }
+    c = calloc(1, sizeof *c);
+    if (c == NULL || (c->key = malloc(len + 1)) == NULL) {
+        free(c);
+        napi_throw_error(env, NULL, "flux: out of memory");
+        return NULL;
+    }
+    napi_get_value_string_utf8(env, argv[1], c->key, len + 1, &c->key_len);
+    c->box = box;
+    c->op = op;
+    c->cost = cost;
+    NAPI_OK(env, napi_create_reference(env, argv[0], 1, &c->limiter_ref));
+    NAPI_OK(env, napi_create_promise(env, &c->deferred, &promise));
+    NAPI_OK(env, napi_create_string_utf8(env, "flux", NAPI_AUTO_LENGTH, &name));
+    NAPI_OK(env, napi_create_async_work(env, NULL, name, async_execute, async_complete, c,
+                                        &c->work));
+    NAPI_OK(env, napi_queue_async_work(env, c->work));
+    box->pending++;
+    return promise;
+}
+
+static napi_value hit_async(napi_env env, napi_callback_info info) {
+    return start_async(env, info, OP_HIT);
+}
+static napi_value peek_async(napi_env env, napi_callback_info info) {
+    return start_async(env, info, OP_PEEK);
+}
+static napi_value reset_async(napi_env env, napi_callback_info info) {
+    return start_async(env, info, OP_RESET);
+}
+
 /* close(handle): frees the C handle now; later calls fail with FLUX_NULL_ARGUMENT. */
 static napi_value close_handle(napi_env env, napi_callback_info info) {
     size_t argc = 2;
@@ -558,8 +699,13 @@ static napi_value close_handle(napi_env env, napi_callback_info info) {
     NAPI_OK(env, napi_get_value_int32(env, argv[1], &kind));
     if (data == NULL) return NULL;
     if (kind == 0) {
-        flux_limiter_free(((limiter_box *)data)->limiter);
-        ((limiter_box *)data)->limiter = NULL;
+        limiter_box *box = data;
+        if (box->pending > 0) {
+            box->close_requested = true; /* freed by the last async completion */
+        } else {
+            flux_limiter_free(box->limiter);
+            box->limiter = NULL;
+        }
     } else if (kind == 1) {
         flux_redis_free(((redis_box *)data)->redis);
         ((redis_box *)data)->redis = NULL;
@@ -584,6 +730,9 @@ static napi_value init(napi_env env, napi_value exports) {
         {"reset", NULL, reset, NULL, NULL, NULL, napi_default, NULL},
         {"hitMany", NULL, hit_many, NULL, NULL, NULL, napi_default, NULL},
         {"close", NULL, close_handle, NULL, NULL, NULL, napi_default, NULL},
+        {"hitAsync", NULL, hit_async, NULL, NULL, NULL, napi_default, NULL},
+        {"peekAsync", NULL, peek_async, NULL, NULL, NULL, napi_default, NULL},
+        {"resetAsync", NULL, reset_async, NULL, NULL, NULL, napi_default, NULL},
     };
     if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) {
         return NULL;

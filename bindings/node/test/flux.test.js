@@ -114,3 +114,30 @@ test('a worker thread loads its own instance and gets FluxErrors', async () => {
   });
   assert.deepEqual(result, [true, 'FLUX_INVALID_COST']);
 });
+
+test('async hit, peek and reset resolve decisions and reject with FluxErrors', async () => {
+  const limiter = new flux.Limiter({ requests: 3, periodMs: 60000 });
+  const decisions = await Promise.all([1, 2, 3, 4].map(() => limiter.hitAsync('k')));
+  assert.equal(decisions.filter((d) => d.allowed).length, 3);
+  assert.equal(decisions[0].source, 'memory');
+  assert.equal((await limiter.peekAsync('k')).remaining, 0);
+  await limiter.resetAsync('k');
+  assert.equal((await limiter.peekAsync('k')).remaining, 3);
+  await assert.rejects(limiter.hitAsync('k', 0), (e) => e instanceof flux.FluxError && e.code === 'FLUX_INVALID_COST');
+  const pending = limiter.hitAsync('k');
+  limiter.close(); // waits for the call in flight
+  assert.equal((await pending).allowed, true);
+  rejects(() => limiter.hitAsync('k'), 'FLUX_NULL_ARGUMENT');
+});
+
+test('async on Redis: fail closed rejects', { skip: !process.env.FLUX_TEST_DEAD_URL && 'no FLUX_TEST_DEAD_URL' }, async () => {
+  const redis = new flux.Redis({
+    url: process.env.FLUX_TEST_REDIS_URL, keyPrefix: `flux-node-async:${process.pid}:${Date.now()}:`, timeoutMs: 2000,
+  });
+  const limiter = new flux.Limiter({ requests: 2, periodMs: 60000, redis });
+  const d = await limiter.hitAsync('k', 2);
+  assert.deepEqual([d.allowed, d.remaining, d.source], [true, 0, 'redis']);
+  const gone = new flux.Redis({ url: process.env.FLUX_TEST_DEAD_URL, timeoutMs: 200, failClosed: true });
+  await assert.rejects(new flux.Limiter({ requests: 2, periodMs: 60000, redis: gone }).hitAsync('k'),
+    (e) => e instanceof flux.FluxError && e.code === 'FLUX_STORE_ERROR');
+});
