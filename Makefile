@@ -185,4 +185,4 @@ bench: build-dev redis-server  ## Benchmarks: core, Python vs others, abi3 vs na
 .PHONY: clean
 clean:  ## Remove build products and the virtualenvs
 	$(CARGO) clean
-	rm -rf $(VENV) .bench-venv .bench-venv-fluxlimiter
+	rm -rf $(VENV) .bench-venv .bench-venv-fluxlimiter $(DIST) bindings/node/build

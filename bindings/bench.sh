@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make bench, bindings part: one hit on the embedded store's hot key through Go (cgo) and
-# through Node (N-API), as a ratio to the C ABI's own hit, all measured in this run and taking
+# through Node (N-API), as a ratio to the C ABI's own hit (Python's, through pyo3, for
+# comparison), all measured in this run and taking
 # turns round by round (the machine is shared). Target (issue #15): each within 3x of C.
 # Installs libflux into a temporary prefix as bindings/run.sh does. Never fails on timing.
 # Environment: BENCH_HITS (default 2000000), BENCH_ROUNDS (default 5).
@@ -12,6 +13,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/flux-bindings-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 hits=${BENCH_HITS:-2000000}
 rounds=${BENCH_ROUNDS:-5}
+python=${FLUX_PYTHON:-$repo/.venv/bin/python} # the dev build (make build-dev), release mode
 export GOFLAGS=-mod=mod GOPROXY=off
 
 make --no-print-directory install PREFIX="$tmp/prefix" >/dev/null 2>&1
@@ -29,6 +31,7 @@ for ((r = 0; r < rounds; r++)); do
         -test.benchtime "${hits}x" | awk '/^BenchmarkHit/ {print $3}')"
     samples[go_floor]+=" $("$tmp/bench_go" -test.run '^$' -test.bench '^BenchmarkCgoFloor$' \
         -test.benchtime "${hits}x" | awk '/^BenchmarkCgoFloor/ {print $3}')"
+    samples[python]+=" $(cd "$tmp" && env -u FLUX_CONFIG "$python" "$repo/bindings/bench_python.py" "$hits")"
     samples[node_hit]+=" $(node bindings/node/bench.js hit "$hits")"
     samples[node_allow]+=" $(node bindings/node/bench.js allow "$hits")"
 done
@@ -51,3 +54,4 @@ row "Go Limiter.Hit (cgo)" "${samples[go]}"
 row "Go: an empty cgo call (the floor)" "${samples[go_floor]}" notarget
 row "Node limiter.hit() (N-API)" "${samples[node_hit]}"
 row "Node limiter.allow() (N-API)" "${samples[node_allow]}"
+row "Python RateLimiter.hit (pyo3)" "${samples[python]}" notarget
