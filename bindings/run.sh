@@ -71,12 +71,38 @@ export CGO_LDFLAGS="-Wl,-rpath,$prefix/lib"
 run "redis-server: start" start_redis
 
 run "go: vet" bash -c "cd bindings/go && go vet ./..."
-# -v and the checks on SKIP: with our redis-server up, no Redis test may be skipped.
-run "go: test (embedded, Redis, errors, HitMany)" bash -c \
-    "set -o pipefail; cd bindings/go && go test -v -count=1 ./... | tee /dev/stderr | (! grep -q -- '--- SKIP')"
+# The test suites, their output kept to check that, with our redis-server up, no Redis test
+# was skipped (go test -v says "--- SKIP", node --test counts "# skipped N").
+go_test() {
+    (cd bindings/go && go test -v -count=1 ./...) >"$tmp/go-test.out" 2>&1
+    local status=$?
+    cat "$tmp/go-test.out"
+    ((status == 0)) && ! grep -q -- '--- SKIP' "$tmp/go-test.out"
+}
+node_test() {
+    node --test bindings/node/test/ >"$tmp/node-test.out" 2>&1
+    local status=$?
+    cat "$tmp/node-test.out"
+    ((status == 0)) && grep -q '^# skipped 0' "$tmp/node-test.out"
+}
+run "go: test (embedded, Redis, errors, HitMany)" go_test
 run "node: build the N-API addon (gcc, no node-gyp)" bash bindings/node/build.sh
-run "node: test (embedded, Redis, errors, hitMany, async)" bash -c \
-    "node --test bindings/node/test/ | tee /dev/stderr | grep -q '^# skipped 0'"
+run "node: test (embedded, Redis, errors, hitMany, async)" node_test
+# The addon's C under AddressSanitizer + UBSan (preloaded into node, which is not built with
+# them; V8's own allocations are not leak-checked).
+node_asan() {
+    gcc -std=c11 -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
+        -fPIC -shared -Wall -Wextra -Werror -I/usr/include/node bindings/node/src/flux_node.c \
+        -o "$tmp/flux-asan.node" $(pkg-config --cflags --libs flux) -Wl,-rpath,"$prefix/lib" || return 1
+    env LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
+        ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 FLUX_NODE_ADDON="$tmp/flux-asan.node" \
+        node --test bindings/node/test/ >"$tmp/node-asan.out" 2>&1
+    local status=$?
+    cat "$tmp/node-asan.out"
+    ((status == 0)) && grep -q '^# fail 0' "$tmp/node-asan.out" &&
+        ! grep -qE 'AddressSanitizer|runtime error' "$tmp/node-asan.out"
+}
+run "node: test with the addon under ASan + UBSan" node_asan
 
 # One limit, five languages: 500 hits from Python, C, C++, Go and Node on one Redis limit of
 # 100 per hour pass exactly 100. First 20 hits each, one language after the other (each must
