@@ -86,6 +86,7 @@ node_test() {
     ((status == 0)) && grep -q '^# skipped 0' "$tmp/node-test.out"
 }
 run "go: test (embedded, Redis, errors, HitMany)" go_test
+run "go: test -race (goroutines sharing limiters)" bash -c "cd bindings/go && go test -race -count=1 ./..."
 run "node: build the N-API addon (gcc, no node-gyp)" bash bindings/node/build.sh
 run "node: test (embedded, Redis, errors, hitMany, async)" node_test
 # The addon's C under AddressSanitizer + UBSan (preloaded into node, which is not built with
