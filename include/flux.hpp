@@ -113,7 +113,7 @@ struct decision {
     std::uint64_t remaining = 0;
     nanoseconds reset_after{0};
     nanoseconds retry_after{0};
-    flux::source source = source::memory;
+    flux::source source = flux::source::memory;
 
     static decision from_c(const flux_decision &d) noexcept {
         decision out;
@@ -211,7 +211,7 @@ struct limiter_options {
     std::uint64_t requests = 0;
     nanoseconds period{0};
     std::uint64_t burst = 0;
-    flux::algorithm algorithm = algorithm::gcra;
+    flux::algorithm algorithm = flux::algorithm::gcra;
     std::size_t max_keys = 0;                  /* embedded store only; 0: no bound */
     const manual_clock *clock = nullptr;       /* embedded store only; nullptr: system clock */
     std::string prefix;                        /* names this limit's keys in Redis */

@@ -195,6 +195,12 @@ for std in c++11 c++17 c++20; do
         -o "$build/double_include.$std" "${shared[@]}"
 done
 run "double include (run)" "$build/double_include.c99"
+# flux.hpp alone, under C++17 and C++20 with the stricter warnings.
+for std in c++17 c++20; do
+    run "flux.hpp ($std, -Wconversion -Wshadow -Wold-style-cast)" "$CXX" -x c++ -std="$std" \
+        -Iinclude "${warnings[@]}" -Wconversion -Wsign-conversion -Wshadow -Wold-style-cast \
+        -fsyntax-only include/flux.hpp
+done
 
 # Every function the header declares is exported by libflux.so, and nothing else is.
 exports_match_header() {
