@@ -88,7 +88,7 @@ def main() -> None:
     parser.add_argument("--child", action="store_true")
     parser.add_argument("--native")
     parser.add_argument("--abi3")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--keys", type=int, default=200_000)
     parser.add_argument("--batches", type=int, default=5)
     args = parser.parse_args()
