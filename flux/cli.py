@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from flux._flux import __version__
 from flux._template import TEMPLATE
 from flux.config import FluxConfig, LimitConfig, load_config
 from flux.exceptions import ConfigError
@@ -28,8 +29,8 @@ DEFAULT_CONFIG_NAME = "flux.toml"
 class LazyCommand:
     """A subcommand implemented by ``module.main(argv)``, imported when the command runs.
 
-    ``extra`` names the optional dependency group (``pip install 'flux[<extra>]'``) to suggest
-    when the module imports a package that is not installed.
+    ``extra`` names the optional dependency group (``pip install 'flux-ratelimit[<extra>]'``) to
+    suggest when the module imports a package that is not installed.
     """
 
     module: str
@@ -85,7 +86,7 @@ def _run_lazy(prog: str, name: str, argv: list[str]) -> int:
         else:
             message = f"needs the Python package {exc.name!r}"
             if command.extra:
-                message += f"; install it with: pip install 'flux[{command.extra}]'"
+                message += f"; install it with: pip install 'flux-ratelimit[{command.extra}]'"
         print(f"{prog} {name}: {message}", file=sys.stderr)
         return 1
     try:
@@ -190,6 +191,8 @@ _BUILTIN: dict[str, Callable[[argparse.Namespace], int]] = {"init": _init, "chec
 def _parser(prog: str) -> argparse.ArgumentParser:
     """The top-level parser: built-in commands with their options, lazy ones for --help."""
     parser = argparse.ArgumentParser(prog=prog, description="flux rate limiter")
+    # The distribution's name (what pip installs), not the import name: the two differ.
+    parser.add_argument("--version", action="version", version=f"flux-ratelimit {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>")
     init = commands.add_parser("init", help="write a commented flux.toml template")
     init.add_argument(

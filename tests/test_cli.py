@@ -305,7 +305,7 @@ def test_lazy_command_with_a_missing_dependency(
     assert cli.main(["dep"]) == 1
     err = capsys.readouterr().err
     assert "needs the Python package 'fluxtest_no_such_package'" in err
-    assert "pip install 'flux[monitor]'" in err
+    assert "pip install 'flux-ratelimit[monitor]'" in err
 
 
 def test_register_command(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -349,3 +349,8 @@ def test_python_dash_m(clean_env: Path, module: str) -> None:
     )
     assert again.returncode == 1
     assert "--force" in again.stderr
+
+
+def test_version_names_the_distribution_and_the_version(capsys) -> None:
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"flux-ratelimit {flux.__version__}"

@@ -179,7 +179,7 @@ def redis_client(url: str, *, timeout: float = 2.0, cluster: bool = False) -> An
         import redis
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "flux analytics on Redis needs redis-py: pip install 'flux[redis]'"
+            "flux analytics on Redis needs redis-py: pip install 'flux-ratelimit[redis]'"
         ) from exc
     options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
     if cluster:

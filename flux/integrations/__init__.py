@@ -47,9 +47,10 @@ class FrameworkNotInstalled(FluxError, ImportError):
     """A flux integration was used but its framework is not installed."""
 
     def __init__(self, framework: str, extra: str) -> None:
-        """Name the framework and the extra that installs it (``pip install 'flux[flask]'``)."""
+        """Name the framework and the extra that installs it (``flux-ratelimit[flask]``)."""
         super().__init__(
-            f"flux's {framework} integration needs {framework}: pip install 'flux[{extra}]'"
+            f"flux's {framework} integration needs {framework}: "
+            f"pip install 'flux-ratelimit[{extra}]'"
         )
 
 

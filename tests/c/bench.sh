@@ -15,6 +15,9 @@ keys=${BENCH_KEYS:-1000000}
 mkdir -p "$build"
 
 cargo build --release -p flux-ffi --quiet
+# The SONAME (libflux.so.MAJOR, see ffi/build.rs) must resolve in the tree too.
+major=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\([0-9]*\)\..*/\1/p' Cargo.toml)
+ln -sf libflux.so "$lib/libflux.so.$major"
 flags=(-std=c11 -O2 -Wall -Wextra -Wpedantic -Werror -Iinclude)
 "$CC" "${flags[@]}" tests/c/bench.c -o "$build/bench" -L"$lib" -lflux -Wl,-rpath,"$lib"
 "$CC" "${flags[@]}" tests/c/bench.c -o "$build/bench.static" "$lib/libflux.a" -lpthread -ldl -lm

@@ -59,6 +59,9 @@ major, minor, patch = re.match(r"(\d+)\.(\d+)\.(\d+)", version).groups()
 print(version, major, minor, patch)
 PY
 )
+# libflux.so's SONAME is libflux.so.MAJOR (ffi/build.rs): the programs below record that name,
+# so the loader needs it beside libflux.so (make install creates the same link).
+ln -sf libflux.so "$lib/libflux.so.$major"
 echo "Cargo.toml version $version; compilers: $($CC --version | head -n 1); $($CXX --version | head -n 1)"
 
 warnings=(-Wall -Wextra -Wpedantic -Werror)
@@ -94,6 +97,7 @@ for name in test_api test_threads test_vectors test_redis; do
     program "$name" "$CC" "$name.c" "${c_flags[@]}"
 done
 program test_cpp "$CXX" test_cpp.cpp "${cxx_flags[@]}"
+program test_hpp "$CXX" test_hpp.cpp "${cxx_flags[@]}"
 
 # run_program NAME ARGS...: the asan build, then the plain build under valgrind.
 run_program() {
@@ -111,7 +115,8 @@ run_program test_api
 run_program test_threads
 run_program test_vectors "$build/vectors.lines"
 run_program test_cpp
-
+# include/flux.hpp (its Redis part runs again below, once our redis-server is up).
+run_program test_hpp
 # Redis: our own redis-server on a free loopback port, stopped by PID when this script exits;
 # and a port nobody listens on, for the fail-open and fail-closed paths.
 free_port() {
@@ -163,6 +168,7 @@ interop() {
 }
 if [[ -n "${FLUX_TEST_REDIS_URL:-}" ]]; then
     run_program test_redis
+    run_program test_hpp # include/flux.hpp, now with its Redis part
     run "interop: build" "$CC" "${c_flags[@]}" -O1 tests/c/interop.c -o "$build/interop" \
         "${shared[@]}"
     run "interop: C and Python share one limit on one Redis" interop
@@ -189,6 +195,12 @@ for std in c++11 c++17 c++20; do
         -o "$build/double_include.$std" "${shared[@]}"
 done
 run "double include (run)" "$build/double_include.c99"
+# flux.hpp alone, under C++17 and C++20 with the stricter warnings.
+for std in c++17 c++20; do
+    run "flux.hpp ($std, -Wconversion -Wshadow -Wold-style-cast)" "$CXX" -x c++ -std="$std" \
+        -Iinclude "${warnings[@]}" -Wconversion -Wsign-conversion -Wshadow -Wold-style-cast \
+        -fsyntax-only include/flux.hpp
+done
 
 # Every function the header declares is exported by libflux.so, and nothing else is.
 exports_match_header() {

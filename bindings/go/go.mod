@@ -1,0 +1,3 @@
+module example.invalid/flux/bindings/go
+
+go 1.19
