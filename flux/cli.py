@@ -174,15 +174,52 @@ def describe_config(config: FluxConfig) -> str:
 
 
 def _check(args: argparse.Namespace) -> int:
-    """Load and validate a configuration; print its summary or the error."""
+    """Load and validate a configuration as the application will use it: every limit built
+    as its limiter will be, and the configured Redis reached (credentials, scripts, a round
+    trip). Print its summary and OK, or the reason and exit 1."""
     try:
         config = load_config(args.path)
-    except ConfigError as exc:
+        _build_limits(config)
+    except (ConfigError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(describe_config(config))
+    if config.storage == "redis":
+        problem = _reach_redis(config)
+        if problem is not None:
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
     print("OK")
     return 0
+
+
+def _build_limits(config: FluxConfig) -> None:
+    """Build ``[rate_limit]`` and every preset as a limiter (no traffic): what the store
+    itself refuses (a quota Redis's arithmetic cannot hold) fails here, named."""
+    from flux.limiter import RateLimiter
+
+    RateLimiter(config=config)
+    for name in config.rate_limits:
+        try:
+            RateLimiter(config=config, name=name)
+        except ValueError as exc:
+            where = f"{config.path}: " if config.path is not None else ""
+            raise ValueError(f"{where}rate_limits.{name}: {exc}") from None
+
+
+def _reach_redis(config: FluxConfig) -> str | None:
+    """Connect, authenticate, load the scripts and make a round trip; the reason if not."""
+    from flux import ConnectionError as StoreUnavailable
+    from flux._redis import shared_store
+
+    store = shared_store(config)
+    try:
+        store.ping()
+        loaded = store.load_scripts()
+    except StoreUnavailable as exc:
+        return f"redis {config.redis.connection_url(redact=True)}: {exc}"
+    print(f"redis: reachable, {loaded} scripts loaded")
+    return None
 
 
 _BUILTIN: dict[str, Callable[[argparse.Namespace], int]] = {"init": _init, "check": _check}

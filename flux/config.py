@@ -647,7 +647,21 @@ def _limit(
         kwargs.setdefault("fail_silently", base.fail_silently)
         if "burst" not in table and "requests" not in table:
             kwargs["burst"] = base.burst
-    return _construct(LimitConfig, kwargs, path)
+    limit: LimitConfig = _construct(LimitConfig, kwargs, path)
+    _check_quota(limit, path, parts)
+    return limit
+
+
+def _check_quota(limit: LimitConfig, path: Path | None, parts: tuple[str, ...]) -> None:
+    """Refuse, naming the file and the table, a quota the core would refuse at the first
+    limiter (``period = 1e-9``: finer than a nanosecond per request; ``period = 1e12``: a
+    window too long to count in): each value alone may be in range and the whole not."""
+    from flux import _flux  # the native module: the core alone knows what it can count
+
+    try:
+        _flux.Limiter(limit.requests, limit.period, burst=limit.burst, policy=str(limit.policy))
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=path, key=_dotted(*parts)) from None
 
 
 def _redis_section(data: dict[str, Any], path: Path | None, env_url: str | None) -> RedisConfig:

@@ -117,6 +117,8 @@ def limit_headers(
     :func:`window_seconds` of the window, both worked out once per limit by the caller.
     The same headers as :func:`build_headers` gives for that one limit.
     """
+    if getattr(result, "fail_open", False):
+        return {}  # the store could not decide: any number would be made up
     limit = result.limit
     remaining = result.remaining
     if remaining < 0:
@@ -147,6 +149,8 @@ def build_headers(
     The ``X-RateLimit-*`` trio describes the most restrictive limit: a denying one if any (the
     one that makes the client wait longest), else the one with the fewest hits remaining.
     """
+    # A limit whose store could not decide (fail open) has no numbers to show.
+    applied = [a for a in applied if not getattr(a.result, "fail_open", False)]
     if len(applied) == 1:
         name, window, result = applied[0]
         return limit_headers(

@@ -168,6 +168,10 @@ impl RateLimitResult {
                 "quoted_name must be printable ASCII (an sf-string), got {quoted_name:?}"
             )));
         }
+        if self.origin == Origin::FailOpen {
+            // No decision was made: any number would be made up.
+            return Ok(PyList::empty(py));
+        }
         let mut text = String::with_capacity(64 + 2 * quoted_name.len());
         let ranges = headers::write_values(
             &mut text,
