@@ -46,7 +46,8 @@ RATELIMIT_POLICY = "RateLimit-Policy"
 RATELIMIT = "RateLimit"
 
 # sf-string may hold printable ASCII; '"' and '\' are escaped. Anything else is replaced.
-_UNSAFE = re.compile(r"[^\x20-\x7e]")
+# What an sf-string (RFC 8941) cannot hold, and "%" so that the escape below stays reversible.
+_UNSAFE = re.compile(r"[^\x20-\x24\x26-\x7e]")
 
 
 class Decision(Protocol):
@@ -88,13 +89,20 @@ def retry_after_seconds(
     return max(1, ceil_seconds(retry_after + jitter))
 
 
+def _percent_encoded(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8"))
+
+
 @functools.lru_cache(maxsize=1024)
 def sf_string(text: str) -> str:
-    """``text`` as an sf-string (quoted, escaped; non-printable characters become ``?``).
+    """``text`` as an sf-string (quoted, escaped).
 
-    Cached: the texts are limit names, the same few on every request.
+    An sf-string holds printable ASCII only: other characters are percent-encoded as UTF-8
+    (``"café"`` becomes ``"caf%C3%A9"``, ``%`` itself ``%25``), so two names never render
+    alike and the name can be decoded back. Cached: the texts are limit names, the same few
+    on every request.
     """
-    text = _UNSAFE.sub("?", text).replace("\\", "\\\\").replace('"', '\\"')
+    text = _UNSAFE.sub(_percent_encoded, text).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
 
 

@@ -181,6 +181,15 @@ run "test_api: build against libflux.a" \
     "$CC" "${c_flags[@]}" -O2 tests/c/test_api.c -o "$build/test_api.static" "${static[@]}"
 run "test_api (static libflux.a)" "$build/test_api.static"
 
+# The README's example as users copy it: warning-free as C and as C++ (-Wextra includes
+# -Wmissing-field-initializers, which `options = {0}` trips in C++), and it runs.
+python3 tests/c/readme_example.py README.md >"$build/readme_example.c"
+run "README example: C" \
+    "$CC" "${c_flags[@]}" "$build/readme_example.c" -o "$build/readme_c" "${static[@]}"
+run "README example: C++" "$CXX" "${cxx_flags[@]}" -x c++ "$build/readme_example.c" -x none \
+    -o "$build/readme_cxx" "${static[@]}"
+run "README example: runs" "$build/readme_c"
+
 # The include guard and a clean header under every standard and more warnings.
 header_warnings=(-Wstrict-prototypes -Wmissing-prototypes -Wconversion -Wsign-conversion
     -Wold-style-definition -Wshadow)
