@@ -166,7 +166,7 @@ header-check: header  ## Fail if include/flux.h is not what the code generates
 	git diff --exit-code -- include/flux.h
 
 .PHONY: lint
-lint: venv  ## rustfmt, clippy -D warnings, ruff, stub check
+lint: build-dev  ## rustfmt, clippy -D warnings, ruff, stub check (of the built module)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p flux-ffi --no-default-features --features python -- -D warnings
