@@ -42,9 +42,18 @@ pub fn hit_many(items: &[(&Limiter, &str, u64)]) -> Result<Vec<Decision>> {
     for &(limiter, key, cost) in items {
         limiter.check_cost(cost)?;
         let store = limiter.store().lockable().ok_or_else(|| {
-            Error::InvalidArgument(
-                "an in-process multi-limit hit needs every limiter on the embedded store".into(),
-            )
+            Error::InvalidArgument(format!(
+                "an in-process multi-limit hit needs every limiter on the embedded store, not \
+                 the {} store{}",
+                limiter.store().name(),
+                if limiter.store().name() == "shared" {
+                    " (its keys are updated one compare-and-swap each, with no step that \
+                     commits several at once): hit the limits one by one, or use the memory \
+                     or Redis store"
+                } else {
+                    ""
+                }
+            ))
         })?;
         let (shard, hash) = store.locate_key(key);
         // Stores are ordered by address: a total order shared by every concurrent caller.
