@@ -158,12 +158,14 @@ impl LimiterBuilder {
 
     /// Builds the limiter on the shared-memory region `region`: every process that opens the
     /// same region and builds a limiter with the same prefix and algorithm shares its keys.
+    /// Without an explicit clock it reads [`crate::store::shared::SharedClock`], the one
+    /// timeline every process of the machine agrees on.
     #[cfg(all(feature = "shared", unix))]
     pub fn build_shared(self, region: &crate::store::shared::SharedRegion) -> Result<Limiter> {
         let clock = self
             .clock
             .clone()
-            .unwrap_or_else(|| Arc::new(SystemClock::new()));
+            .unwrap_or_else(|| Arc::new(crate::store::shared::SharedClock));
         self.build_with(|quota, kind, prefix| region.store(quota, kind, prefix, clock))
     }
 

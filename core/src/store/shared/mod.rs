@@ -19,4 +19,4 @@ pub mod slots;
 pub mod store;
 
 pub use region::{default_path, DEFAULT_MAX_KEYS, SLOT_SIZE};
-pub use store::{SharedRegion, SharedStats};
+pub use store::{SharedClock, SharedRegion, SharedStats};

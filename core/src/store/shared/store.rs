@@ -128,6 +128,29 @@ impl SharedRegion {
     }
 }
 
+/// The clock of limits on a shared region when none is given: the kernel's wall clock, read
+/// on every hit.
+///
+/// Every process of the region must read one timeline: [`crate::SystemClock`] anchors each
+/// process's own monotonic clock once, so two processes disagree by a few microseconds, and a
+/// hit stamped before the state another process wrote is decided as if it came later (a
+/// bucket algorithm then sees its own tolerance shrink by the difference). CLOCK_REALTIME is
+/// the same for every process of the machine (as Redis's TIME is for the Redis store); it can
+/// be stepped by an administrator or NTP, which the algorithms absorb (a step back is decided
+/// as a clock that stood still, a step forward refills early), and it survives a reboot, unlike
+/// CLOCK_MONOTONIC, for a region kept on disk.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SharedClock;
+
+impl Clock for SharedClock {
+    #[inline]
+    fn now(&self) -> crate::Nanos {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as crate::Nanos)
+    }
+}
+
 /// One limit's view of a region.
 struct SharedStore<C: Codec> {
     codec: C,
