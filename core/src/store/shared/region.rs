@@ -120,6 +120,8 @@ pub struct Region {
     base: *mut u8,
     len: usize,
     slot_count: usize,
+    /// When this process last logged evictions (process-local: each process logs its own).
+    last_eviction_log: AtomicU64,
 }
 
 // SAFETY: the mapping is shared memory accessed only through atomics (`Header` counters and
@@ -418,7 +420,29 @@ impl Region {
             base: base as *mut u8,
             len,
             slot_count,
+            last_eviction_log: AtomicU64::new(0),
         })
+    }
+
+    /// Counts an eviction at `now`, and logs a warning at most once a minute per process.
+    pub fn evicted(&self, now: u64) {
+        let total = self.header().evictions.fetch_add(1, Ordering::Relaxed) + 1;
+        let last = self.last_eviction_log.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= 60 * crate::NANOS_PER_SEC
+            && self
+                .last_eviction_log
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log::warn!(
+                "flux shared store at {}: evicting the least recently used keys to make room \
+                 for new ones ({total} evictions since the region was created): its {} slots \
+                 are full of keys in use; raise max_keys (a new region size needs the file \
+                 removed once no process uses it)",
+                self.path.display(),
+                self.slot_count
+            );
+        }
     }
 
     /// The header.
