@@ -27,7 +27,7 @@ pub const HEADER_SIZE: usize = 128;
 /// Bytes per slot (the 128-bit word, `used`, `idle_at`): the region's whole cost per key.
 pub const SLOT_SIZE: usize = std::mem::size_of::<Slot>();
 
-/// Keys a region holds when the caller does not say: 2 MiB of slots.
+/// Keys a region holds when the caller does not say: 2.5 MiB of slots.
 pub const DEFAULT_MAX_KEYS: usize = 65_536;
 
 /// Largest `max_keys` accepted (1.25 GiB of slots): beyond that a typo is likelier than a need.
