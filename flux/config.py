@@ -7,11 +7,12 @@ Search order (the first that applies wins):
 3. ``./flux.toml``, then ``./config/flux.toml`` (relative to the current directory);
 4. none found: built-in defaults (embedded memory store).
 
-A path given explicitly (1 or 2) must exist. Sections: ``[redis]``, ``[flux]``, ``[analytics]``,
-``[rate_limit]`` (the default limit) and ``[rate_limits.<name>]`` (named limits). Every value is
-checked: a malformed file, an unknown section or key, a wrong type (``true`` is not a number) or
-an out-of-range value raises :class:`~flux.exceptions.ConfigError` naming the file, the dotted key
-and what was expected. Nothing falls back to defaults silently.
+A path given explicitly (1 or 2) must exist. Sections: ``[redis]``, ``[shared]``, ``[flux]``,
+``[analytics]``, ``[rate_limit]`` (the default limit) and ``[rate_limits.<name>]`` (named
+limits). Every value is checked: a malformed file, an unknown section or key, a wrong type
+(``true`` is not a number) or an out-of-range value raises
+:class:`~flux.exceptions.ConfigError` naming the file, the dotted key and what was expected.
+Nothing falls back to defaults silently.
 
 Named limits inherit from ``[rate_limit]``: a ``[rate_limits.<name>]`` table that omits
 ``requests``, ``period`` or ``policy`` takes the default limit's value. ``burst`` follows
@@ -19,11 +20,14 @@ Named limits inherit from ``[rate_limit]``: a ``[rate_limits.<name>]`` table tha
 ``requests``, and is inherited together with ``requests`` when the table sets neither (as
 flux-limiter's ``RateLimiter.from_config`` did).
 
-Storage: ``[flux] storage`` when set; otherwise ``"redis"`` when the file has a ``[redis]``
-section or ``$FLUX_REDIS_URL`` is set; otherwise ``"memory"``.
+Storage: ``$FLUX_STORAGE`` when set; otherwise ``[flux] storage`` when set; otherwise
+``"redis"`` when the file has a ``[redis]`` section or ``$FLUX_REDIS_URL`` is set; otherwise
+``"memory"``. ``"shared"`` is the shared-memory store of ``[shared]``: every process of the
+machine that names the same region shares the same limits exactly, with no server.
 
-Environment: ``$FLUX_CONFIG`` (file path) and ``$FLUX_REDIS_URL`` (replaces ``[redis] url``,
-and with it host, port, password and db). An empty variable counts as unset.
+Environment: ``$FLUX_CONFIG`` (file path), ``$FLUX_STORAGE`` (``memory``, ``redis`` or
+``shared``) and ``$FLUX_REDIS_URL`` (replaces ``[redis] url``, and with it host, port, password
+and db). An empty variable counts as unset.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ __all__ = [
     "RateLimitDefaults",
     "RateLimitPolicy",
     "RedisConfig",
+    "SharedConfig",
     "find_config_file",
     "get_config",
     "load_config",
@@ -67,18 +72,28 @@ __all__ = [
 # --- names: every file name, environment variable and section name lives here ----------------
 CONFIG_ENV = "FLUX_CONFIG"
 REDIS_URL_ENV = "FLUX_REDIS_URL"
+STORAGE_ENV = "FLUX_STORAGE"
 SEARCH_PATHS = ("flux.toml", "config/flux.toml")
 
 SECTION_REDIS = "redis"
+SECTION_SHARED = "shared"
 SECTION_FLUX = "flux"
 SECTION_ANALYTICS = "analytics"
 SECTION_RATE_LIMIT = "rate_limit"
 SECTION_RATE_LIMITS = "rate_limits"
-SECTIONS = (SECTION_REDIS, SECTION_FLUX, SECTION_ANALYTICS, SECTION_RATE_LIMIT, SECTION_RATE_LIMITS)
+SECTIONS = (
+    SECTION_REDIS,
+    SECTION_SHARED,
+    SECTION_FLUX,
+    SECTION_ANALYTICS,
+    SECTION_RATE_LIMIT,
+    SECTION_RATE_LIMITS,
+)
 
 STORAGE_MEMORY = "memory"
 STORAGE_REDIS = "redis"
-STORAGES = (STORAGE_MEMORY, STORAGE_REDIS)
+STORAGE_SHARED = "shared"
+STORAGES = (STORAGE_MEMORY, STORAGE_REDIS, STORAGE_SHARED)
 
 # The one proxy header believed from trusted proxies (never both: a proxy that writes one passes
 # the other through from the client, who could then choose its own identity).
@@ -208,6 +223,31 @@ class RedisConfig:
 
 
 @dataclass(frozen=True)
+class SharedConfig:
+    """``[shared]``: the shared-memory region when ``storage`` is ``"shared"``.
+
+    ``path`` is the region file (``None``: ``/dev/shm/flux-<uid>-<key_prefix>`` on Linux, the
+    temporary directory elsewhere; the C ABI's default is the same). ``max_keys`` is the most
+    keys the region holds at once, every limit together (``None``: 65536, 2.5 MiB); it sizes
+    the region when it is created, and every process naming the region must agree on it. The
+    region never grows: a flood of new keys reuses the slots of keys back at full capacity,
+    then evicts the least recently used.
+    """
+
+    _SECTION: ClassVar[str] = SECTION_SHARED
+
+    path: str | None = field(
+        default=None, metadata=_check(checks.optional(checks.text(empty=False)))
+    )
+    max_keys: int | None = field(
+        default=None, metadata=_check(checks.optional(checks.integer(1, 1 << 25)))
+    )
+
+    def __post_init__(self) -> None:
+        _settle(self, self._SECTION)
+
+
+@dataclass(frozen=True)
 class FluxSettings:
     """``[flux]``: behaviour shared by every limit.
 
@@ -217,7 +257,8 @@ class FluxSettings:
     - ``console_logging`` / ``log_file``: also log to stderr / to this file (default: neither).
     - ``jitter_enabled`` / ``jitter_max_ms``: add 0..jitter_max_ms of random delay to
       ``Retry-After`` so denied clients do not all return at once.
-    - ``storage``: ``"memory"`` or ``"redis"``; ``None`` lets flux decide (see the module doc).
+    - ``storage``: ``"memory"``, ``"redis"`` or ``"shared"``; ``None`` lets flux decide (see
+      the module doc).
     - ``trusted_proxies``: networks whose ``X-Forwarded-For``/``Forwarded`` headers are believed
       (none by default); bare addresses are single-host networks.
     - ``hash_keys``: store a digest of each client identity instead of the identity itself, so
@@ -315,7 +356,7 @@ class FluxConfig:
     """The whole validated configuration: one attribute per flux.toml section.
 
     ``path`` is the file it came from (``None``: built-in defaults). ``storage`` is the resolved
-    store, ``"memory"`` or ``"redis"``; when constructing in code it defaults to
+    store, ``"memory"``, ``"redis"`` or ``"shared"``; when constructing in code it defaults to
     ``flux.storage`` or ``"memory"``. ``rate_limits`` is read-only. The flat attribute names of
     flux-limiter's FluxConfig (``redis_host``, ``analytics_port``, ...) remain as properties.
     """
@@ -327,6 +368,7 @@ class FluxConfig:
     rate_limits: Mapping[str, LimitConfig] = field(default_factory=dict)
     path: Path | None = None
     storage: str | None = None
+    shared: SharedConfig = field(default_factory=SharedConfig)
 
     def __post_init__(self) -> None:
         for name, limit in self.rate_limits.items():
@@ -568,13 +610,20 @@ def _build(data: dict[str, Any], path: Path | None, environ: Mapping[str, str]) 
             raise ConfigError("expected a non-empty limit name", path=path, key=key)
         table = _table(table, path, key, f"a table ([{key}]) with requests, period, burst, policy")
         named[name] = _limit(table, path, (SECTION_RATE_LIMITS, name), default)
-    if flux.storage is not None:
+    shared = _section(SharedConfig, data, path, SECTION_SHARED)
+    env_storage = environ.get(STORAGE_ENV) or None
+    if env_storage is not None:
+        try:
+            storage = checks.choice(STORAGES)(env_storage)
+        except checks.Invalid as exc:
+            raise ConfigError(exc.describe(), key=STORAGE_ENV) from None
+    elif flux.storage is not None:
         storage = flux.storage
     elif SECTION_REDIS in data or env_url is not None:
         storage = STORAGE_REDIS
     else:
         storage = STORAGE_MEMORY
-    return FluxConfig(redis, flux, analytics, default, named, path, storage)
+    return FluxConfig(redis, flux, analytics, default, named, path, storage, shared)
 
 
 def find_config_file(path: str | PathLike[str] | None = None) -> Path | None:

@@ -2,7 +2,8 @@
 
 ``RateLimiter`` subclasses the native ``flux._flux.Limiter``, so ``hit`` runs straight in Rust
 with no Python frame in between; this module only resolves configuration: the quota, and the
-store (the embedded one, or the process-wide Redis store of ``[redis]``, see ``flux._redis``).
+store (the embedded one, the process-wide Redis store of ``[redis]``, see ``flux._redis``, or
+the shared-memory region of ``[shared]``, see ``flux._shared``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from typing import Any
 from flux import _flux
 from flux._flux import ManualClock, RateLimitResult
 from flux._redis import shared_store
-from flux.config import STORAGE_REDIS, FluxConfig, LimitConfig, RateLimitPolicy, get_config
+from flux._shared import shared_region
+from flux.config import (
+    STORAGE_REDIS,
+    STORAGE_SHARED,
+    FluxConfig,
+    LimitConfig,
+    RateLimitPolicy,
+    get_config,
+)
 from flux.exceptions import RateLimitExceeded
 
 __all__ = ["ManualClock", "RateLimitResult", "RateLimiter", "create_limiter"]
@@ -28,8 +37,10 @@ class RateLimiter(_flux.Limiter):
     returns a :class:`RateLimitResult`; a denied hit changes nothing. ``await ahit(...)`` is the
     same for async code. Thread-safe.
 
-    Storage follows ``config.storage``: the embedded store, or Redis, shared by every process
-    (one connection pool per process for all limiters of one ``[redis]`` section). On Redis,
+    Storage follows ``config.storage``: the embedded store; Redis, shared by every process
+    (one connection pool per process for all limiters of one ``[redis]`` section); or the
+    shared-memory region of ``[shared]``, shared exactly by every process of the machine that
+    names it (gunicorn or uvicorn workers, Celery workers, scripts, C programs). On Redis,
     ``fail_silently`` (default: the limit's own ``fail_silently``, else ``[flux]
     fail_silently``) says what a hit does when Redis fails: pass, flagged
     ``result.fail_open``, or raise :class:`flux.ConnectionError`.
@@ -73,7 +84,13 @@ class RateLimiter(_flux.Limiter):
         if redis and fail_silently is None:
             # [rate_limits.<name>] fail_silently, where the configuration has it.
             fail_silently = getattr(defaults, "fail_silently", None)
-        if not redis and max_keys is None:
+        shared = config.storage == STORAGE_SHARED
+        if shared and max_keys is not None:
+            raise ValueError(
+                "invalid argument: max_keys bounds the memory store; the shared region's "
+                "size is [shared] max_keys"
+            )
+        if not redis and not shared and max_keys is None:
             max_keys = config.flux.max_keys
         self = super().__new__(
             cls,
@@ -83,10 +100,12 @@ class RateLimiter(_flux.Limiter):
             policy=policy_name,
             max_keys=max_keys,
             clock=clock,
-            # The Redis store adds [flux] key_prefix to every key itself; embedded keys carry it.
+            # The Redis store adds [flux] key_prefix to every key itself; other stores' keys
+            # carry it (in a shared region it keeps apart the limits of two applications).
             prefix=named if redis else f"{config.flux.key_prefix}{named}",
             store=shared_store(config) if redis else None,
             fail_silently=fail_silently,
+            region=shared_region(config) if shared else None,
         )
         self.config = config
         self.name = name
@@ -139,7 +158,9 @@ class RateLimiter(_flux.Limiter):
 
     @property
     def storage(self) -> str:
-        """Where this limit's state lives: ``"memory"`` or ``"redis"``."""
+        """Where this limit's state lives: ``"memory"``, ``"redis"`` or ``"shared"``."""
+        if self.region is not None:
+            return "shared"
         return "memory" if self.store is None else "redis"
 
     def is_allowed(self, key: str, cost: int = 1) -> bool:
