@@ -782,7 +782,8 @@ void flux_shared_free(struct flux_shared *shared);
  `shared` must be NULL or a live handle; `out` must be NULL or valid for a write of one
  `flux_shared_stats`.
  */
-enum flux_result flux_shared_stats(const struct flux_shared *shared, struct flux_shared_stats *out);
+enum flux_result flux_shared_get_stats(const struct flux_shared *shared,
+                                       struct flux_shared_stats *out);
 
 /*
  Builds a limiter whose state lives in the region `shared` from `*options` and writes the

@@ -130,7 +130,7 @@ pub unsafe extern "C" fn flux_shared_free(shared: *mut flux_shared) {
 /// `shared` must be NULL or a live handle; `out` must be NULL or valid for a write of one
 /// `flux_shared_stats`.
 #[no_mangle]
-pub unsafe extern "C" fn flux_shared_stats(
+pub unsafe extern "C" fn flux_shared_get_stats(
     shared: *const flux_shared,
     out: *mut flux_shared_stats,
 ) -> flux_result {

@@ -527,7 +527,7 @@ mod shared {
         let mut stats = flux_shared_stats::default();
         // SAFETY: valid pointers.
         assert_eq!(
-            unsafe { flux_shared_stats(region.handle, &mut stats) },
+            unsafe { flux_shared_get_stats(region.handle, &mut stats) },
             flux_result::Ok
         );
         assert_eq!((stats.live, stats.pending, stats.evictions), (1, 0, 0));
@@ -580,7 +580,7 @@ mod shared {
         let mut stats = flux_shared_stats::default();
         // SAFETY: NULL handle refused.
         assert_eq!(
-            unsafe { flux_shared_stats(ptr::null(), &mut stats) },
+            unsafe { flux_shared_get_stats(ptr::null(), &mut stats) },
             flux_result::NullArgument
         );
     }
