@@ -76,6 +76,18 @@ fn a_truncated_region_is_refused() {
 }
 
 #[test]
+fn a_region_open_to_other_users_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let scratch = created("mode");
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let message = open_error(scratch.path(), None);
+    assert!(
+        message.contains("mode 644") && message.contains("mode 600"),
+        "{message}"
+    );
+}
+
+#[test]
 fn a_corrupted_header_is_refused() {
     let scratch = created("corrupted");
     // The slot count (offset 16): the checksum no longer matches.

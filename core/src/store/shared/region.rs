@@ -393,6 +393,20 @@ impl Region {
             )));
         }
         drop(probe);
+        // A region directory such as /dev/shm is writable by everyone: a file planted there by
+        // another user (or opened up to others) could be read or steered by them.
+        // SAFETY: geteuid cannot fail.
+        let euid = unsafe { libc::geteuid() };
+        if st.st_uid != euid || st.st_mode & 0o077 != 0 {
+            return Err(Error::Store(format!(
+                "shared store at {}: the file belongs to user {} with mode {:o}, but a region \
+                 must belong to this user ({euid}) with no access for others (mode 600); \
+                 remove it, or choose another path",
+                path.display(),
+                st.st_uid,
+                st.st_mode & 0o7777
+            )));
+        }
         Region::map(path, &fd, region_len(slot_count), slot_count)
     }
 
