@@ -30,6 +30,11 @@ fn hot_key(c: &mut Criterion) {
     group.bench_function("system_clock_read", |b| {
         b.iter(|| flux_core::Clock::now(black_box(&system)))
     });
+    // The shared store's clock (CLOCK_REALTIME), for comparison.
+    let shared = flux_core::store::shared::SharedClock;
+    group.bench_function("shared_clock_read", |b| {
+        b.iter(|| flux_core::Clock::now(black_box(&shared)))
+    });
     group.finish();
 }
 
