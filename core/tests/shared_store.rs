@@ -291,6 +291,18 @@ fn unsupported_uses_fail_with_errors_naming_the_store_and_the_algorithm() {
         err.contains("shared store") && err.contains("sliding_window"),
         "{err}"
     );
+    // The documented bounds of a sliding window's 64-bit state, exactly.
+    for (requests, period, fits) in [
+        (32_767, NANOS_PER_SEC, true),
+        (32_768, NANOS_PER_SEC, false),
+        (2_097_151, HOUR, true),
+        (2_097_152, HOUR, false),
+    ] {
+        let built = Limiter::builder(Quota::new(requests, period, None).unwrap())
+            .algorithm(AlgorithmKind::SlidingWindow)
+            .build_shared(&region);
+        assert_eq!(built.is_ok(), fits, "{requests} per {period} ns");
+    }
     // Multi-limit atomic hits need a commit step over several keys, which the store lacks.
     let a = Limiter::builder(Quota::new(10, HOUR, None).unwrap())
         .build_shared(&region)

@@ -17,7 +17,7 @@
 //! - Fixed window: `window << c | count`, `c` the bits of N. The window number is ⌊now/T⌋ and
 //!   count ≤ N ≤ T, so both fit for any time before 2262 (2⁶³ ns).
 //! - Sliding window: `window << 2c | previous << c | current`. This fits only when N² is
-//!   about T in nanoseconds or less (e.g. 32 767 per second, 1 048 575 per hour); larger limits
+//!   about T in nanoseconds or less (e.g. 32 767 per second, 2 097 151 per hour); larger limits
 //!   are refused when the limit is made, with an error naming the store and the algorithm.
 //! - Sliding log: refused (an error naming the store and the algorithm). Its state is up to N
 //!   timestamps; a bounded log per slot would break the 64-bytes-per-key budget and the
