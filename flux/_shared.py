@@ -14,7 +14,7 @@ from pathlib import Path
 from flux import _flux
 from flux.config import FluxConfig
 
-__all__ = ["clear_regions", "region_path", "shared_region"]
+__all__ = ["clear_regions", "open_regions", "region_path", "shared_region"]
 
 _RegionKey = tuple[Path, "int | None"]
 
@@ -46,6 +46,12 @@ def shared_region(config: FluxConfig) -> _flux.SharedRegion:
             region = _flux.SharedRegion(key[0], max_keys=key[1])
             _regions[key] = region
         return region
+
+
+def open_regions() -> list[_flux.SharedRegion]:
+    """The regions this process has opened (for ``/metrics``)."""
+    with _lock:
+        return list(_regions.values())
 
 
 def clear_regions() -> None:

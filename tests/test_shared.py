@@ -164,3 +164,22 @@ def test_default_path_is_per_user_and_per_key_prefix() -> None:
     path = Path(_flux.default_shared_path("flux:"))
     assert path.name == f"flux-{os.getuid()}-flux_"
     assert _shared.region_path(FluxConfig()) == path
+
+
+def test_metrics_show_the_open_regions_evictions_included(tmp_path: Path) -> None:
+    from flux.analytics import prometheus
+    from flux.analytics.aggregate import Aggregate, Snapshot
+
+    region = tmp_path / "region"
+    limiter = RateLimiter(10, 3600, config=shared_config(region, max_keys=16))
+    for i in range(100):
+        limiter.hit(f"client-{i}")
+    text = prometheus.render(Snapshot(source="memory", aggregate=Aggregate()))
+    label = f'path="{region}"'
+    assert f"flux_shared_slots{{{label}}} 32" in text
+    assert f'flux_shared_keys{{{label},state="live"}} 32' in text
+    assert f'flux_shared_keys{{{label},state="pending"}} 0' in text
+    assert f"flux_shared_evictions_total{{{label}}} 68" in text
+    parser = pytest.importorskip("prometheus_client.parser")
+    names = {family.name for family in parser.text_string_to_metric_families(text)}
+    assert {"flux_shared_slots", "flux_shared_keys", "flux_shared_evictions"} <= names
