@@ -1,11 +1,11 @@
 //! The shared store across real processes: this test binary re-runs itself as worker processes
 //! (`child_worker` does the work when FLUX_SHARED_CHILD is set) on one region.
 //!
-//! - 8 processes × 4 threads × 500 hits on one key, limit 100 per hour: exactly 100 allowed,
+//! - 8 processes × 4 threads × 500 hits on one key, limit 100 per period: exactly 100 allowed,
 //!   for every algorithm the store supports.
 //! - The same while some workers are SIGKILLed at random instants, in the middle of hits and of
-//!   claims of fresh keys: no key is ever admitted beyond its limit, nothing hangs, and every
-//!   later decision is right.
+//!   claims of fresh keys, every algorithm: no key is ever admitted beyond its limit, nothing
+//!   hangs, and every later decision is right.
 //!
 //! Workers print one line per allowed hit, written before the next hit starts, so that the
 //! parent counts them even for a worker killed later.
@@ -13,7 +13,7 @@
 mod support;
 
 use flux_core::store::shared::SharedRegion;
-use flux_core::{AlgorithmKind, Limiter, Quota, NANOS_PER_SEC};
+use flux_core::{AlgorithmKind, Limiter, Quota};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use support::rng::Rng;
 use support::shared::ScratchPath;
 
-const HOUR: u64 = 3600 * NANOS_PER_SEC;
 const PROCESSES: usize = 8;
 const THREADS: usize = 4;
 const HITS: usize = 500;
@@ -39,16 +38,21 @@ const SUPPORTED: [AlgorithmKind; 5] = [
     AlgorithmKind::SlidingWindow,
 ];
 
+/// The period of every limit here: the longest a quota may have, so that no window boundary
+/// (fixed windows align to multiples of it since the epoch) falls inside a test run.
+const PERIOD: u64 = flux_core::quota::MAX_PERIOD;
+
 fn hot_limiter(region: &SharedRegion, kind: AlgorithmKind) -> Limiter {
-    Limiter::builder(Quota::new(LIMIT, HOUR, None).unwrap())
+    Limiter::builder(Quota::new(LIMIT, PERIOD, None).unwrap())
         .algorithm(kind)
         .prefix("hot:")
         .build_shared(region)
         .unwrap()
 }
 
-fn fresh_limiter(region: &SharedRegion) -> Limiter {
-    Limiter::builder(Quota::new(1, HOUR, None).unwrap())
+fn fresh_limiter(region: &SharedRegion, kind: AlgorithmKind) -> Limiter {
+    Limiter::builder(Quota::new(1, PERIOD, None).unwrap())
+        .algorithm(kind)
         .prefix("fresh:")
         .build_shared(region)
         .unwrap()
@@ -105,8 +109,8 @@ fn child_worker() {
             // that the workers race to claim each fresh key, until killed or 2 s have passed.
             let start: u64 = std::env::var("FLUX_SHARED_START").unwrap().parse().unwrap();
             std::thread::sleep(Duration::from_nanos(start.saturating_sub(wall_nanos())));
-            let hot = hot_limiter(&region, AlgorithmKind::Gcra);
-            let fresh = fresh_limiter(&region);
+            let hot: Vec<Limiter> = SUPPORTED.map(|kind| hot_limiter(&region, kind)).into();
+            let fresh: Vec<Limiter> = SUPPORTED.map(|kind| fresh_limiter(&region, kind)).into();
             std::thread::scope(|scope| {
                 for _ in 0..THREADS {
                     let (hot, fresh) = (&hot, &fresh);
@@ -115,12 +119,15 @@ fn child_worker() {
                         if tick >= FRESH_KEYS as u64 {
                             break;
                         }
-                        if hot.hit("one-key", 1).unwrap().allowed {
-                            report("hot");
-                        }
                         let key = format!("k{tick}");
-                        if fresh.hit(&key, 1).unwrap().allowed {
-                            report(&key);
+                        for (hot, fresh) in hot.iter().zip(fresh) {
+                            let kind = hot.algorithm();
+                            if hot.hit("one-key", 1).unwrap().allowed {
+                                report(&format!("hot {kind}"));
+                            }
+                            if fresh.hit(&key, 1).unwrap().allowed {
+                                report(&format!("{kind} {key}"));
+                            }
                         }
                     });
                 }
@@ -216,7 +223,7 @@ fn eight_processes_of_four_threads_get_exactly_the_quota_for_every_algorithm() {
 fn workers_killed_at_random_leave_every_later_decision_exact() {
     let scratch = ScratchPath::new("kills");
     // Room enough that no bucket overflows: an evicted key would rightly be admitted again.
-    let region = SharedRegion::open(scratch.path(), Some(4 * FRESH_KEYS)).unwrap();
+    let region = SharedRegion::open(scratch.path(), Some(4 * 5 * FRESH_KEYS)).unwrap();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -255,33 +262,44 @@ fn workers_killed_at_random_leave_every_later_decision_exact() {
     for line in lines {
         *allowed.entry(line).or_default() += 1;
     }
-    let hot = allowed.remove("hot").unwrap_or(0);
+    let hot: Vec<(AlgorithmKind, u64)> = SUPPORTED
+        .map(|kind| (kind, allowed.remove(&format!("hot {kind}")).unwrap_or(0)))
+        .into();
     eprintln!(
-        "killed {killed} workers; hot key allowed {hot}; {} fresh keys admitted",
+        "killed {killed} workers; hot key allowed {hot:?}; {} fresh keys admitted",
         allowed.len()
     );
     // Never beyond the limit. A killed worker may have consumed a hit it had no time to
     // report (at most one per thread), never more.
-    assert!(hot <= LIMIT, "hot key admitted {hot} times");
-    assert!(
-        hot + THREADS as u64 * killed >= LIMIT,
-        "hot key lost capacity: {hot}"
-    );
+    for (kind, hot) in hot {
+        assert!(hot <= LIMIT, "{kind}: hot key admitted {hot} times");
+        assert!(
+            hot + THREADS as u64 * killed >= LIMIT,
+            "{kind}: hot key lost capacity: {hot}"
+        );
+        assert!(
+            !hot_limiter(&region, kind)
+                .hit("one-key", 1)
+                .unwrap()
+                .allowed
+        );
+    }
     for (key, count) in &allowed {
         assert_eq!(*count, 1, "{key} admitted {count} times");
     }
-    // Later decisions: the hot key is spent, every reported key is spent, and the region
-    // (stale claims of the dead included) still admits new keys exactly.
-    let after = hot_limiter(&region, AlgorithmKind::Gcra);
-    assert!(!after.hit("one-key", 1).unwrap().allowed);
-    let fresh = fresh_limiter(&region);
-    for key in allowed.keys() {
+    // Later decisions: every reported key is spent, and the region (stale claims of the dead
+    // included) still admits new keys exactly.
+    let fresh: Vec<Limiter> = SUPPORTED.map(|kind| fresh_limiter(&region, kind)).into();
+    for line in allowed.keys() {
+        let (kind, key) = line.split_once(' ').unwrap();
+        let limiter = &fresh[SUPPORTED.iter().position(|k| k.name() == kind).unwrap()];
         assert!(
-            !fresh.hit(key, 1).unwrap().allowed,
-            "{key} admitted again: {:?}",
+            !limiter.hit(key, 1).unwrap().allowed,
+            "{line} admitted again: {:?}",
             region.stats()
         );
     }
+    let fresh = &fresh[0];
     for i in 0..1_000 {
         let key = format!("after-{i}");
         assert!(fresh.hit(&key, 1).unwrap().allowed, "{key}");
