@@ -183,3 +183,22 @@ def test_metrics_show_the_open_regions_evictions_included(tmp_path: Path) -> Non
     parser = pytest.importorskip("prometheus_client.parser")
     names = {family.name for family in parser.text_string_to_metric_families(text)}
     assert {"flux_shared_slots", "flux_shared_keys", "flux_shared_evictions"} <= names
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_shares_its_parents_limits(tmp_path: Path) -> None:
+    # The pre-fork model of gunicorn: the limiter is built before the fork, the workers hit.
+    limiter = RateLimiter(10, 3600, config=shared_config(tmp_path / "region"))
+    assert limiter.hit("k", cost=4).allowed
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        allowed = sum(limiter.hit("k").allowed for _ in range(10))
+        os.write(write, str(allowed).encode())
+        os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(pid, 0)
+    assert status == 0
+    assert int(os.read(read, 100)) == 6
+    os.close(read)
+    assert not limiter.hit("k").allowed
