@@ -119,10 +119,21 @@ def test_unusable_regions_and_arguments_raise_clear_errors(tmp_path: Path) -> No
         RateLimiter(3, 60, policy="sliding_log", config=config)
     with pytest.raises(ValueError, match="max_keys"):
         RateLimiter(3, 60, config=config, max_keys=10)
-    a = RateLimiter(3, 60, config=config)
-    b = RateLimiter(10, 3600, config=config)
+    memory = RateLimiter(3, 60, config=FluxConfig())
+    shared = RateLimiter(3, 60, config=config)
     with pytest.raises(ValueError, match="shared store"):
-        RateLimiter.hit_many([(a, "k", 1), (b, "k", 1)])
+        RateLimiter.hit_many([(memory, "k", 1), (shared, "k", 1)])
+
+
+def test_several_limits_hit_at_once_on_the_shared_store(tmp_path: Path) -> None:
+    config = shared_config(tmp_path / "region")
+    burst = RateLimiter(2, 60, config=config)
+    hourly = RateLimiter(10, 3600, config=shared_config(tmp_path / "region", key_prefix="h:"))
+    for _ in range(2):
+        assert all(r.allowed for r in RateLimiter.hit_many([(burst, "k", 1), (hourly, "k", 1)]))
+    denied = RateLimiter.hit_many([(burst, "k", 1), (hourly, "k", 1)])
+    assert [r.allowed for r in denied] == [False, True]
+    assert hourly.peek("k").remaining == 8, "nothing taken from the limit that passed"
 
 
 WORKER = """

@@ -303,15 +303,45 @@ fn unsupported_uses_fail_with_errors_naming_the_store_and_the_algorithm() {
             .build_shared(&region);
         assert_eq!(built.is_ok(), fits, "{requests} per {period} ns");
     }
-    // Multi-limit atomic hits need a commit step over several keys, which the store lacks.
-    let a = Limiter::builder(Quota::new(10, HOUR, None).unwrap())
+}
+
+#[test]
+fn a_multi_limit_hit_on_the_shared_store_is_all_or_nothing() {
+    let scratch = ScratchPath::new("multi");
+    let region = SharedRegion::open(scratch.path(), None).unwrap();
+    let clock = Arc::new(ManualClock::new(1_000 * NANOS_PER_SEC));
+    let per_second = Limiter::builder(Quota::new(2, NANOS_PER_SEC, None).unwrap())
+        .clock(clock.clone())
+        .prefix("second:")
         .build_shared(&region)
         .unwrap();
-    let b = Limiter::builder(Quota::new(100, HOUR, None).unwrap())
-        .prefix("b:")
+    let per_hour = Limiter::builder(Quota::new(3, HOUR, None).unwrap())
+        .algorithm(AlgorithmKind::FixedWindow)
+        .clock(clock.clone())
+        .prefix("hour:")
         .build_shared(&region)
         .unwrap();
-    match hit_many(&[(&a, "k", 1), (&b, "k", 1)]) {
+    let batch = [(&per_second, "k", 1), (&per_hour, "k", 1)];
+    for _ in 0..2 {
+        assert!(hit_many(&batch).unwrap().iter().all(|d| d.allowed));
+    }
+    // The per-second limit is spent: the batch is denied and the hourly budget untouched.
+    let denied = hit_many(&batch).unwrap();
+    assert!(!denied[0].allowed && denied[1].allowed);
+    assert_eq!(denied[1].remaining, 1);
+    assert_eq!(per_hour.peek("k").unwrap().remaining, 1);
+    clock.advance(NANOS_PER_SEC);
+    assert!(hit_many(&batch).unwrap().iter().all(|d| d.allowed));
+    clock.advance(NANOS_PER_SEC);
+    // Now the hourly limit denies: the per-second one keeps its capacity.
+    let denied = hit_many(&batch).unwrap();
+    assert!(denied[0].allowed && !denied[1].allowed);
+    assert_eq!(per_second.peek("k").unwrap().remaining, 2);
+    // One kind of store per batch.
+    let memory = Limiter::builder(Quota::new(10, HOUR, None).unwrap())
+        .build_memory()
+        .unwrap();
+    match hit_many(&[(&per_hour, "k", 1), (&memory, "k", 1)]) {
         Err(Error::InvalidArgument(message)) => {
             assert!(message.contains("shared store"), "{message}")
         }

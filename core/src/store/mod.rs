@@ -43,6 +43,13 @@ pub trait Store: Send + Sync {
         "custom"
     }
 
+    /// What a hit of `cost` on `key` would decide now, without counting it, for a store that
+    /// takes part in a multi-limit hit by checking first and then hitting (the shared store);
+    /// `None` for the others.
+    fn try_hit(&self, _key: &str, _cost: u64) -> Option<Result<Decision>> {
+        None
+    }
+
     /// The store's shard locks, when it can take part in an atomic multi-limit hit in process
     /// (the embedded store); `None` for stores that do it their own way (Redis: one script).
     fn lockable(&self) -> Option<&dyn multi::LockableStore> {

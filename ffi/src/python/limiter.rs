@@ -436,7 +436,7 @@ fn group<'a>(items: &'a [(PyRef<'_, Limiter>, String, u64)]) -> PyResult<Group<'
     let mixed = || {
         PyValueError::new_err(
             "invalid argument: a multi-limit hit needs every limiter on one store: all on the \
-             embedded store, or all on the same RedisStore",
+             embedded store, all on shared regions, or all on the same RedisStore",
         )
     };
     match &first.redis {

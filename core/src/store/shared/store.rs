@@ -301,6 +301,15 @@ impl<C: Codec> Store for SharedStore<C> {
         Ok(self.codec.algorithm().peek(&self.state(word, at), at))
     }
 
+    fn try_hit(&self, key: &str, cost: u64) -> Option<Result<Decision>> {
+        let (bucket, start, tag) = self.locate(key);
+        let now = self.clock.now();
+        let word = slots::read(bucket, start, tag);
+        let at = word.map_or(now, |w| self.codec.decide_at(w, now));
+        let mut state = self.state(word, at);
+        Some(Ok(self.codec.algorithm().hit(&mut state, at, cost)))
+    }
+
     fn reset(&self, key: &str) -> Result<()> {
         let (bucket, start, tag) = self.locate(key);
         slots::remove(bucket, start, tag);
