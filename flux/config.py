@@ -22,8 +22,10 @@ flux-limiter's ``RateLimiter.from_config`` did).
 
 Storage: ``$FLUX_STORAGE`` when set; otherwise ``[flux] storage`` when set; otherwise
 ``"redis"`` when the file has a ``[redis]`` section or ``$FLUX_REDIS_URL`` is set; otherwise
-``"memory"``. ``"shared"`` is the shared-memory store of ``[shared]``: every process of the
-machine that names the same region shares the same limits exactly, with no server.
+``"memory"`` (and then, in a worker of a pre-fork server such as ``gunicorn -w 4``, a
+shared-memory region private to that server: see ``flux._prefork``). ``"shared"`` is the
+shared-memory store of ``[shared]``: every process of the machine that names the same region
+shares the same limits exactly, with no server.
 
 Environment: ``$FLUX_CONFIG`` (file path), ``$FLUX_STORAGE`` (``memory``, ``redis`` or
 ``shared``) and ``$FLUX_REDIS_URL`` (replaces ``[redis] url``, and with it host, port, password
@@ -369,6 +371,9 @@ class FluxConfig:
     path: Path | None = None
     storage: str | None = None
     shared: SharedConfig = field(default_factory=SharedConfig)
+    # False when no storage was configured anywhere (the memory store by default): a worker of
+    # a pre-fork server then shares its limits with the other workers (flux._prefork).
+    storage_configured: bool = field(default=True, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name, limit in self.rate_limits.items():
@@ -379,6 +384,7 @@ class FluxConfig:
                 )
         object.__setattr__(self, "rate_limits", MappingProxyType(dict(self.rate_limits)))
         storage = self.storage if self.storage is not None else self.flux.storage
+        object.__setattr__(self, "storage_configured", storage is not None)
         storage = storage if storage is not None else STORAGE_MEMORY
         if storage not in STORAGES:
             expected = ", ".join(STORAGES)
@@ -622,7 +628,7 @@ def _build(data: dict[str, Any], path: Path | None, environ: Mapping[str, str]) 
     elif SECTION_REDIS in data or env_url is not None:
         storage = STORAGE_REDIS
     else:
-        storage = STORAGE_MEMORY
+        storage = None  # the memory store, unless this is a pre-fork server's worker
     return FluxConfig(redis, flux, analytics, default, named, path, storage, shared)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flux import _flux
+from flux import _flux, _prefork
 from flux._flux import ManualClock, RateLimitResult
 from flux._redis import shared_store
 from flux._shared import shared_region
@@ -92,6 +92,10 @@ class RateLimiter(_flux.Limiter):
             )
         if not redis and not shared and max_keys is None:
             max_keys = config.flux.max_keys
+        region = shared_region(config) if shared else None
+        if region is None and not redis and not config.storage_configured and max_keys is None:
+            # No storage configured: the workers of one pre-fork server share their limits.
+            region = _prefork.server_region()
         self = super().__new__(
             cls,
             requests,
@@ -105,7 +109,7 @@ class RateLimiter(_flux.Limiter):
             prefix=named if redis else f"{config.flux.key_prefix}{named}",
             store=shared_store(config) if redis else None,
             fail_silently=fail_silently,
-            region=shared_region(config) if shared else None,
+            region=region,
         )
         self.config = config
         self.name = name
