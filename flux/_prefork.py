@@ -26,7 +26,7 @@ from pathlib import Path
 
 from flux import _flux
 
-__all__ = ["SERVERS", "Server", "detect", "server_region"]
+__all__ = ["SERVERS", "Server", "cannot_share", "detect", "server_region"]
 
 log = logging.getLogger("flux")
 
@@ -39,6 +39,7 @@ _lock = threading.Lock()
 _region: _flux.SharedRegion | None = None
 _region_for: Server | None = None
 _warned = False
+_unshared: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -163,3 +164,17 @@ def server_region() -> _flux.SharedRegion | None:
             return None
         _region, _region_for = region, server
         return region
+
+
+def cannot_share(policy: str, reason: Exception) -> None:
+    """Logs, once per algorithm, that a limit keeps the per-process store in a worker."""
+    with _lock:
+        if policy in _unshared:
+            return
+        _unshared.add(policy)
+    log.warning(
+        "flux: a %s limit cannot be shared between this server's workers (%s); it keeps a "
+        "count per worker. Use another algorithm, or Redis, to share it.",
+        policy,
+        reason,
+    )

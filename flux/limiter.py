@@ -93,24 +93,38 @@ class RateLimiter(_flux.Limiter):
         if not redis and not shared and max_keys is None:
             max_keys = config.flux.max_keys
         region = shared_region(config) if shared else None
+        automatic = False
         if region is None and not redis and not config.storage_configured and max_keys is None:
             # No storage configured: the workers of one pre-fork server share their limits.
             region = _prefork.server_region()
-        self = super().__new__(
-            cls,
-            requests,
-            period,
-            burst=burst,
-            policy=policy_name,
-            max_keys=max_keys,
-            clock=clock,
-            # The Redis store adds [flux] key_prefix to every key itself; other stores' keys
-            # carry it (in a shared region it keeps apart the limits of two applications).
-            prefix=named if redis else f"{config.flux.key_prefix}{named}",
-            store=shared_store(config) if redis else None,
-            fail_silently=fail_silently,
-            region=region,
-        )
+            automatic = region is not None
+
+        def build(region: _flux.SharedRegion | None) -> RateLimiter:
+            return super(RateLimiter, cls).__new__(
+                cls,
+                requests,
+                period,
+                burst=burst,
+                policy=policy_name,
+                max_keys=max_keys,
+                clock=clock,
+                # The Redis store adds [flux] key_prefix to every key itself; other stores'
+                # keys carry it (in a shared region it keeps apart two applications' limits).
+                prefix=named if redis else f"{config.flux.key_prefix}{named}",
+                store=shared_store(config) if redis else None,
+                fail_silently=fail_silently,
+                region=region,
+            )
+
+        try:
+            self = build(region)
+        except ValueError as exc:
+            if not automatic:
+                raise
+            # A limit the shared store cannot hold (sliding_log, a very large sliding window)
+            # was not asked to be shared: it keeps the per-process store, said once.
+            _prefork.cannot_share(policy_name, exc)
+            self = build(None)
         self.config = config
         self.name = name
         return self

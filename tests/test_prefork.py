@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from flux import RateLimiter, _prefork
+from flux import RateLimiter, _flux, _prefork
 from flux import config as config_module
 from flux.config import FluxConfig, FluxSettings, load_config
 
@@ -58,6 +58,20 @@ def test_a_worker_is_told_by_its_parent(monkeypatch: pytest.MonkeyPatch) -> None
     # A plain process.
     lines = {parent: ["bash"], me: ["python", "script.py"]}
     assert _prefork.detect() is None
+
+
+def test_limits_the_region_cannot_hold_keep_the_memory_store_in_a_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    region = _flux.SharedRegion(tmp_path / "region")
+    monkeypatch.setattr(_prefork, "server_region", lambda: region)
+    assert RateLimiter(3, 60, config=FluxConfig()).storage == "shared"
+    log = RateLimiter(3, 60, policy="sliding_log", config=FluxConfig())
+    assert log.storage == "memory"
+    assert "sliding_log limit cannot be shared" in caplog.text
+    # Other invalid arguments still raise.
+    with pytest.raises(ValueError, match="burst"):
+        RateLimiter(3, 60, burst=0, config=FluxConfig())
 
 
 def test_a_plain_process_keeps_the_memory_store() -> None:
