@@ -99,8 +99,22 @@ def _server_name(argv: list[str]) -> str | None:
     return server(program(argv[1])) if len(argv) >= 2 else None
 
 
+_detected: tuple[int, Server | None] | None = None
+
+
 def detect() -> Server | None:
-    """The pre-fork server this process is a worker (or preloading master) of, if any."""
+    """The pre-fork server this process is a worker (or preloading master) of, if any (read
+    once per process: a forked child looks again)."""
+    global _detected
+    cached = _detected
+    if cached is not None and cached[0] == os.getpid():
+        return cached[1]
+    server = _detect()
+    _detected = (os.getpid(), server)
+    return server
+
+
+def _detect() -> Server | None:
     if not sys.platform.startswith("linux"):
         return None
     parent = os.getppid()

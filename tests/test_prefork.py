@@ -51,13 +51,13 @@ def test_a_worker_is_told_by_its_parent(monkeypatch: pytest.MonkeyPatch) -> None
     lines = {parent: ["gunicorn", "-w", "4", "app:app"], me: ["gunicorn", "-w", "4", "app:app"]}
     monkeypatch.setattr(_prefork, "_cmdline", lambda pid: lines.get(pid, []))
     monkeypatch.setattr(_prefork, "_started", lambda pid: "1234")
-    assert _prefork.detect() == _prefork.Server("gunicorn", parent, "1234")
+    assert _prefork._detect() == _prefork.Server("gunicorn", parent, "1234")
     # The master of gunicorn --preload builds limiters before forking: itself.
     lines = {parent: ["bash"], me: ["gunicorn", "--preload", "app:app"]}
-    assert _prefork.detect() == _prefork.Server("gunicorn", me, "1234")
+    assert _prefork._detect() == _prefork.Server("gunicorn", me, "1234")
     # A plain process.
     lines = {parent: ["bash"], me: ["python", "script.py"]}
-    assert _prefork.detect() is None
+    assert _prefork._detect() is None
 
 
 def test_limits_the_region_cannot_hold_keep_the_memory_store_in_a_worker(
