@@ -242,3 +242,5 @@ def test_workers_of_a_server_share_one_limit_with_no_configuration(
         assert len(auto_regions(kind) - before) == 1
     finally:
         restarted.stop()
+        for name in auto_regions(kind) - before:
+            (Path(_flux_default_dir()) / name).unlink(missing_ok=True)
