@@ -9,6 +9,7 @@ True
 from __future__ import annotations
 
 from flux._flux import __version__
+from flux._redis import preload_scripts
 from flux.config import (
     FluxConfig,
     RateLimitPolicy,
@@ -19,6 +20,7 @@ from flux.config import (
 from flux.decorators import RateLimit, rate_limit
 from flux.exceptions import ConfigError, ConnectionError, FluxError, RateLimitExceeded
 from flux.limiter import ManualClock, RateLimiter, RateLimitResult, create_limiter
+from flux.redis_client import RedisClient
 
 __all__ = [
     "ConfigError",
@@ -31,10 +33,12 @@ __all__ = [
     "RateLimitPolicy",
     "RateLimitResult",
     "RateLimiter",
+    "RedisClient",
     "__version__",
     "create_limiter",
     "get_config",
     "load_config",
+    "preload_scripts",
     "rate_limit",
     "reload_config",
 ]

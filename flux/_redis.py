@@ -9,14 +9,17 @@ store rebuilds its internals after a fork.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
 from flux import _flux
-from flux.config import FluxConfig, RedisConfig
-from flux.exceptions import ConfigError
+from flux.config import STORAGE_REDIS, FluxConfig, RedisConfig, get_config
+from flux.exceptions import ConfigError, ConnectionError
 
-__all__ = ["clear_stores", "shared_store", "store_options"]
+__all__ = ["clear_stores", "preload_scripts", "shared_store", "store_options"]
+
+logger = logging.getLogger("flux")
 
 _StoreKey = tuple[RedisConfig, str, bool]
 
@@ -73,3 +76,26 @@ def clear_stores() -> None:
     """Forget the shared stores (limiters already built keep theirs). For tests."""
     with _lock:
         _stores.clear()
+
+
+def preload_scripts(config: FluxConfig | None = None) -> int:
+    """Load flux's Lua scripts into the configured Redis now; returns how many were loaded.
+
+    flux-limiter 0.1.19 asked for this at start-up (``@app.on_event("startup")``). It is
+    optional in flux: a hit whose script Redis does not have loads it by itself. On the
+    embedded store there is nothing to load: returns 0. ``config`` defaults to
+    :func:`flux.get_config`. When Redis cannot be reached it raises
+    :class:`flux.ConnectionError` if ``fail_silently`` is false; otherwise it logs a warning
+    and returns 0, so the application starts and its hits fail open as configured.
+    """
+    config = config if config is not None else get_config()
+    if config.storage != STORAGE_REDIS:
+        return 0
+    store = shared_store(config)
+    try:
+        return store.load_scripts()
+    except ConnectionError as exc:
+        if not config.flux.fail_silently:
+            raise
+        logger.warning("preload_scripts: Redis at %s: %s", store.target, exc)
+        return 0

@@ -230,6 +230,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ImportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    # A plain clear prints flux-limiter 0.1.19's progress lines too (its users' scripts read them).
+    legacy = args.identity is None and not args.dry_run
+    if legacy:
+        print(f"Connecting to Redis at {redact_url(url)}...")
+        print(f"Scanning for keys matching '{prefix}*'...")
     try:
         if args.identity is not None:
             keys = reset_identity(
@@ -264,6 +269,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         client.close()
     noun = "key" if len(keys) == 1 else "keys"
+    if legacy and not keys:
+        print("No keys found.")
+    elif legacy:
+        print(f"Found {len(keys)} keys. Deleting...")
+        print("Done! Rate limit state cleared.")
     if args.dry_run:
         for key in keys:
             print(key)

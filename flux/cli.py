@@ -108,7 +108,8 @@ def _init(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    refusal = f"error: {target} already exists; use --force to overwrite it"
+    # flux-limiter 0.1.19's wording (scripts grep for it); errors go to stderr here.
+    refusal = f"Error: '{target}' already exists. Use --force to overwrite."
     if target.exists() and not args.force:
         print(refusal, file=sys.stderr)
         return 1
@@ -121,9 +122,9 @@ def _init(args: argparse.Namespace) -> int:
         print(refusal, file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"error: cannot write {target}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"Error writing file: {target}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"Wrote {target.absolute()}")
+    print(f"Generated configuration file at: {target.absolute()}")
     return 0
 
 

@@ -7,10 +7,13 @@ Search order (the first that applies wins):
 3. ``./flux.toml``, then ``./config/flux.toml`` (relative to the current directory);
 4. none found: built-in defaults (embedded memory store).
 
-A path given explicitly (1 or 2) must exist. Sections: ``[redis]``, ``[shared]``, ``[flux]``,
-``[analytics]``, ``[rate_limit]`` (the default limit) and ``[rate_limits.<name>]`` (named
-limits). Every value is checked: a malformed file, an unknown section or key, a wrong type
-(``true`` is not a number) or an out-of-range value raises
+A path passed to :func:`load_config` must exist. A ``$FLUX_CONFIG`` naming a file that does
+not exist logs one warning naming it and gives the built-in defaults (as flux-limiter did, so a
+deployment that sets the variable everywhere still starts).
+
+Sections: ``[redis]``, ``[shared]``, ``[flux]``, ``[analytics]``, ``[rate_limit]`` (the default
+limit) and ``[rate_limits.<name>]`` (named limits). Every value is checked: a malformed file, an
+unknown section or key, a wrong type (``true`` is not a number) or an out-of-range value raises
 :class:`~flux.exceptions.ConfigError` naming the file, the dotted key and what was expected.
 Nothing falls back to defaults silently.
 
@@ -35,20 +38,21 @@ and db). An empty variable counts as unset.
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 import sys
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass, field, fields, replace
 from enum import Enum
 from os import PathLike
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from flux import _checks as checks
+from flux._flat import FLAT_NAMES, REDIS_SECTION, Flat, flat_name
 from flux.exceptions import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -61,6 +65,7 @@ __all__ = [
     "FluxConfig",
     "FluxSettings",
     "LimitConfig",
+    "NamedLimits",
     "RateLimitDefaults",
     "RateLimitPolicy",
     "RedisConfig",
@@ -70,6 +75,8 @@ __all__ = [
     "load_config",
     "reload_config",
 ]
+
+logger = logging.getLogger("flux.config")
 
 # --- names: every file name, environment variable and section name lives here ----------------
 CONFIG_ENV = "FLUX_CONFIG"
@@ -348,48 +355,241 @@ class LimitConfig:
         if self.burst is None:
             object.__setattr__(self, "burst", self.requests)
 
+    # flux-limiter kept named limits as dicts (``config.rate_limits["api"]["requests"]``,
+    # ``.get("burst")``): the same reads work on a LimitConfig.
+    def keys(self) -> list[str]:
+        """The limit's key names, as in a ``[rate_limits.<name>]`` table."""
+        return [f.name for f in fields(self)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``self[key]``, or ``default`` for a key a limit does not have."""
+        return self[key] if key in self.keys() else default
+
 
 # flux-limiter's name for the [rate_limit] defaults; LimitConfig is a superset of it.
 RateLimitDefaults = LimitConfig
 
 
-@dataclass(frozen=True)
+class NamedLimits(MutableMapping[str, LimitConfig]):
+    """``FluxConfig.rate_limits``: the named limits, by name; every value read is a LimitConfig.
+
+    A plain mapping as flux-limiter stored them (``{"requests": 5, "period": 60}``), like each
+    ``[rate_limits.<name>]`` table of a file, is checked when it is set and takes what it omits
+    from the *current* ``[rate_limit]`` (``base()``) each time it is read, as flux-limiter's
+    ``from_config`` did: ``get_config().policy = "token_bucket"`` at import time applies to the
+    presets that name no policy. A LimitConfig is complete and kept as given. Limiters already
+    built keep their limit.
+    """
+
+    def __init__(
+        self,
+        limits: Mapping[str, LimitConfig | Mapping[str, Any]] | None = None,
+        base: Callable[[], LimitConfig] = LimitConfig,
+        path: Path | None = None,
+    ) -> None:
+        """Check and store ``limits``; ``base()`` fills what plain mappings omit; ``path`` is
+        the file they came from, for error messages."""
+        self._base = base
+        self._path = path
+        self._specs: dict[str, LimitConfig | dict[str, Any]] = {}
+        if limits is None:
+            return
+        if not isinstance(limits, Mapping):
+            raise ConfigError(
+                f"expected a mapping of name to limit, got {type(limits).__name__}",
+                key=SECTION_RATE_LIMITS,
+            )
+        if isinstance(limits, NamedLimits):
+            limits = limits._specs  # keep tables as tables: they still follow [rate_limit]
+        for name, limit in limits.items():
+            self[name] = limit
+
+    def _resolve(self, name: str, spec: LimitConfig | dict[str, Any]) -> LimitConfig:
+        if isinstance(spec, LimitConfig):
+            return spec
+        return _limit(spec, self._path, (SECTION_RATE_LIMITS, name), self._base())
+
+    def __getitem__(self, name: str) -> LimitConfig:
+        return self._resolve(name, self._specs[name])
+
+    def __setitem__(self, name: str, limit: LimitConfig | Mapping[str, Any]) -> None:
+        key = _dotted(SECTION_RATE_LIMITS, str(name))
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(
+                f"expected a non-empty limit name, got {name!r}", path=self._path, key=key
+            )
+        if isinstance(limit, Mapping):
+            spec: LimitConfig | dict[str, Any] = dict(limit)
+        elif isinstance(limit, LimitConfig):
+            spec = limit
+        else:
+            raise ConfigError(
+                f"expected a LimitConfig or a table of its keys, got {type(limit).__name__}",
+                path=self._path,
+                key=key,
+            )
+        self._resolve(name, spec)  # checked now, whatever [rate_limit] becomes later
+        self._specs[name] = spec
+
+    def __delitem__(self, name: str) -> None:
+        del self._specs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs)
+
+    def __len__(self) -> int:
+        return len(self._specs)
+
+    def __repr__(self) -> str:
+        return f"NamedLimits({dict(self.items())!r})"
+
+
+@dataclass(init=False)
 class FluxConfig:
     """The whole validated configuration: one attribute per flux.toml section.
 
     ``path`` is the file it came from (``None``: built-in defaults). ``storage`` is the resolved
     store, ``"memory"``, ``"redis"`` or ``"shared"``; when constructing in code it defaults to
-    ``flux.storage`` or ``"memory"``. ``rate_limits`` is read-only. The flat attribute names of
-    flux-limiter's FluxConfig (``redis_host``, ``analytics_port``, ...) remain as properties.
+    ``flux.storage``, else ``"redis"`` when flux-limiter's flat Redis settings are given, else
+    ``"memory"``.
+
+    flux-limiter 0.1.19 compatibility: its flat names (``redis_host``, ``redis_port``,
+    ``pool_size``, ``timeout_ms``, ``key_prefix``, ``log_file``, ``fail_silently``,
+    ``console_logging``, ``jitter_enabled``, ``jitter_max_ms``, ``policy``,
+    ``rate_limit_defaults``, ``analytics_enabled``, ``analytics_port``, ``analytics_stream``,
+    ``analytics_retention``, ``analytics_sample_rate``) are constructor keywords and attributes
+    that read and assign the section values. The configuration is mutable, as flux-limiter's
+    was: ``get_config().fail_silently = False`` at import time applies to every limiter and
+    decorator built afterwards (not to those already built). Every assignment is checked like
+    the file; assigning a Redis setting to a configuration whose store was not chosen
+    (``[flux] storage`` unset) selects Redis, as a ``[redis]`` section does. Assigning
+    ``rate_limit_defaults`` sets requests, period and burst and keeps ``policy`` (a separate
+    attribute in flux-limiter); named limits given as tables follow the current defaults.
     """
 
-    redis: RedisConfig = field(default_factory=RedisConfig)
-    flux: FluxSettings = field(default_factory=FluxSettings)
-    analytics: AnalyticsConfig = field(default_factory=AnalyticsConfig)
-    rate_limit: LimitConfig = field(default_factory=LimitConfig)
-    rate_limits: Mapping[str, LimitConfig] = field(default_factory=dict)
-    path: Path | None = None
-    storage: str | None = None
-    shared: SharedConfig = field(default_factory=SharedConfig)
-    # False when no storage was configured anywhere (the memory store by default): a worker of
-    # a pre-fork server then shares its limits with the other workers (flux._prefork).
+    redis: RedisConfig
+    flux: FluxSettings
+    analytics: AnalyticsConfig
+    rate_limit: LimitConfig
+    rate_limits: NamedLimits
+    path: Path | None
+    storage: str
+    shared: SharedConfig
+    # False when no storage was chosen anywhere (the memory store by default): a worker of a
+    # pre-fork server then shares its limits with the other workers (flux._prefork).
     storage_configured: bool = field(default=True, init=False, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        for name, limit in self.rate_limits.items():
-            if not isinstance(limit, LimitConfig):
+    def __init__(
+        self,
+        redis: RedisConfig | None = None,
+        flux: FluxSettings | None = None,
+        analytics: AnalyticsConfig | None = None,
+        rate_limit: LimitConfig | None = None,
+        rate_limits: Mapping[str, LimitConfig | Mapping[str, Any]] | None = None,
+        path: str | PathLike[str] | None = None,
+        storage: str | None = None,
+        shared: SharedConfig | None = None,
+        **flat: Any,
+    ) -> None:
+        """Build from sections and/or flux-limiter's flat keywords (applied on top of them).
+
+        An unknown keyword raises TypeError; a bad value raises ConfigError naming it.
+        """
+        unknown = [name for name in flat if name not in FLAT_NAMES]
+        if unknown:
+            close = difflib.get_close_matches(unknown[0], [*FLAT_NAMES, *_SECTION_TYPES], n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise TypeError(f"FluxConfig() got an unexpected keyword argument {unknown[0]!r}{hint}")
+        sections = {
+            "redis": redis,
+            "shared": shared,
+            "flux": flux,
+            "analytics": analytics,
+            "rate_limit": rate_limit,
+        }
+        for name, value in sections.items():
+            self._set_section(name, value if value is not None else _SECTION_TYPES[name]())
+        object.__setattr__(self, "path", Path(path) if path is not None else None)
+        self._assign(flat, select_redis=False)
+        # Named limits last: tables among them are checked against the final [rate_limit].
+        self.rate_limits = NamedLimits(rate_limits, self._default_limit, self.path)
+        if storage is None:
+            storage = self.flux.storage
+        chosen = storage is not None
+        if storage is None:
+            redis_given = any(FLAT_NAMES[name][0] == REDIS_SECTION for name in flat)
+            chosen = redis_given
+            storage = STORAGE_REDIS if redis_given else STORAGE_MEMORY
+        self.storage = storage
+        object.__setattr__(self, "storage_configured", chosen)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Checks what is assigned: sections by type, ``storage`` and named limits by value."""
+        if name in _SECTION_TYPES:
+            self._set_section(name, value)
+        elif name == "storage":
+            if value not in STORAGES:
+                expected = ", ".join(STORAGES)
+                raise ConfigError(f"expected one of {expected}, got {value!r}", key="storage")
+            object.__setattr__(self, name, value)
+            object.__setattr__(self, "storage_configured", True)
+        elif name == SECTION_RATE_LIMITS:
+            object.__setattr__(self, name, NamedLimits(value, self._default_limit, self.path))
+        else:
+            object.__setattr__(self, name, value)
+
+    def _default_limit(self) -> LimitConfig:
+        """The current ``[rate_limit]``: what named limits given as tables inherit."""
+        return self.rate_limit
+
+    def _set_section(self, name: str, value: Any) -> None:
+        expected = _SECTION_TYPES[name]
+        if not isinstance(value, expected):
+            raise ConfigError(
+                f"expected a {expected.__name__}, got {type(value).__name__}", key=name
+            )
+        object.__setattr__(self, name, value)
+
+    def _assign(self, changes: Mapping[str, Any], *, select_redis: bool = True) -> None:
+        """Apply flat flux-limiter assignments: each section is rebuilt (and so re-checked)
+        once; a failure changes nothing and names the flat attribute."""
+        rebuilt: dict[str, Any] = {}
+        by_section: dict[str, dict[str, Any]] = {}
+        for name, value in changes.items():
+            section, key = FLAT_NAMES[name]
+            if key is not None:
+                by_section.setdefault(section, {})[key] = value
+                continue
+            # rate_limit_defaults: flux-limiter's RateLimitDefaults held requests, period and
+            # burst only; its policy was a separate attribute, so the current one is kept.
+            if not isinstance(value, LimitConfig):
                 raise ConfigError(
-                    f"expected a LimitConfig, got {type(limit).__name__}",
-                    key=_dotted(SECTION_RATE_LIMITS, name),
+                    "expected a RateLimitDefaults (flux.config.LimitConfig), "
+                    f"got {type(value).__name__}",
+                    key=name,
                 )
-        object.__setattr__(self, "rate_limits", MappingProxyType(dict(self.rate_limits)))
-        storage = self.storage if self.storage is not None else self.flux.storage
-        object.__setattr__(self, "storage_configured", storage is not None)
-        storage = storage if storage is not None else STORAGE_MEMORY
-        if storage not in STORAGES:
-            expected = ", ".join(STORAGES)
-            raise ConfigError(f"expected one of {expected}, got {storage!r}", key="storage")
-        object.__setattr__(self, "storage", storage)
+            defaults = {"requests": value.requests, "period": value.period, "burst": value.burst}
+            by_section.setdefault(section, {}).update(defaults)
+        for section, values in by_section.items():
+            try:
+                rebuilt[section] = replace(getattr(self, section), **values)
+            except ConfigError as exc:
+                raise ConfigError(exc.reason, key=flat_name(exc.key) or exc.key) from None
+        for section, value in rebuilt.items():
+            self._set_section(section, value)
+        if select_redis and REDIS_SECTION in by_section and self.flux.storage is None:
+            self.storage = STORAGE_REDIS
 
     def limit(self, name: str | None = None) -> LimitConfig:
         """The named limit ``[rate_limits.<name>]``; ``None`` gives the default ``[rate_limit]``.
@@ -410,91 +610,32 @@ class FluxConfig:
             ) from None
 
     # --- flux-limiter 0.1.19 flat names, kept so its users' code runs unchanged -------------
-    @property
-    def redis_host(self) -> str:
-        """flux-limiter name for ``redis.host``."""
-        return self.redis.host
+    redis_host = Flat[str]("flux-limiter name for ``redis.host``.")
+    redis_port = Flat[int]("flux-limiter name for ``redis.port``.")
+    pool_size = Flat[int]("flux-limiter name for ``redis.pool_size``.")
+    timeout_ms = Flat[int]("flux-limiter name for ``redis.timeout_ms``.")
+    key_prefix = Flat[str]("flux-limiter name for ``flux.key_prefix``.")
+    log_file = Flat[Optional[str]]("flux-limiter name for ``flux.log_file``.")
+    fail_silently = Flat[bool]("flux-limiter name for ``flux.fail_silently``.")
+    console_logging = Flat[bool]("flux-limiter name for ``flux.console_logging``.")
+    jitter_enabled = Flat[bool]("flux-limiter name for ``flux.jitter_enabled``.")
+    jitter_max_ms = Flat[int]("flux-limiter name for ``flux.jitter_max_ms``.")
+    policy = Flat[RateLimitPolicy]("flux-limiter name for ``rate_limit.policy``.")
+    rate_limit_defaults = Flat[LimitConfig]("flux-limiter name for ``rate_limit``.")
+    analytics_enabled = Flat[bool]("flux-limiter name for ``analytics.enabled``.")
+    analytics_port = Flat[int]("flux-limiter name for ``analytics.port``.")
+    analytics_stream = Flat[str]("flux-limiter name for ``analytics.stream``.")
+    analytics_retention = Flat[int]("flux-limiter name for ``analytics.retention``.")
+    analytics_sample_rate = Flat[float]("flux-limiter name for ``analytics.sample_rate``.")
 
-    @property
-    def redis_port(self) -> int:
-        """flux-limiter name for ``redis.port``."""
-        return self.redis.port
 
-    @property
-    def pool_size(self) -> int:
-        """flux-limiter name for ``redis.pool_size``."""
-        return self.redis.pool_size
-
-    @property
-    def timeout_ms(self) -> int:
-        """flux-limiter name for ``redis.timeout_ms``."""
-        return self.redis.timeout_ms
-
-    @property
-    def key_prefix(self) -> str:
-        """flux-limiter name for ``flux.key_prefix``."""
-        return self.flux.key_prefix
-
-    @property
-    def log_file(self) -> str | None:
-        """flux-limiter name for ``flux.log_file``."""
-        return self.flux.log_file
-
-    @property
-    def fail_silently(self) -> bool:
-        """flux-limiter name for ``flux.fail_silently``."""
-        return self.flux.fail_silently
-
-    @property
-    def console_logging(self) -> bool:
-        """flux-limiter name for ``flux.console_logging``."""
-        return self.flux.console_logging
-
-    @property
-    def jitter_enabled(self) -> bool:
-        """flux-limiter name for ``flux.jitter_enabled``."""
-        return self.flux.jitter_enabled
-
-    @property
-    def jitter_max_ms(self) -> int:
-        """flux-limiter name for ``flux.jitter_max_ms``."""
-        return self.flux.jitter_max_ms
-
-    @property
-    def policy(self) -> RateLimitPolicy:
-        """flux-limiter name for ``rate_limit.policy``."""
-        return self.rate_limit.policy
-
-    @property
-    def rate_limit_defaults(self) -> LimitConfig:
-        """flux-limiter name for ``rate_limit``."""
-        return self.rate_limit
-
-    @property
-    def analytics_enabled(self) -> bool:
-        """flux-limiter name for ``analytics.enabled``."""
-        return self.analytics.enabled
-
-    @property
-    def analytics_port(self) -> int:
-        """flux-limiter name for ``analytics.port``."""
-        return self.analytics.port
-
-    @property
-    def analytics_stream(self) -> str:
-        """flux-limiter name for ``analytics.stream``."""
-        return self.analytics.stream
-
-    @property
-    def analytics_retention(self) -> int:
-        """flux-limiter name for ``analytics.retention``."""
-        return self.analytics.retention
-
-    @property
-    def analytics_sample_rate(self) -> float:
-        """flux-limiter name for ``analytics.sample_rate``."""
-        return self.analytics.sample_rate
-
+_SECTION_TYPES: dict[str, type] = {
+    SECTION_REDIS: RedisConfig,
+    SECTION_SHARED: SharedConfig,
+    SECTION_FLUX: FluxSettings,
+    SECTION_ANALYTICS: AnalyticsConfig,
+    SECTION_RATE_LIMIT: LimitConfig,
+}
 
 # --- loading ---------------------------------------------------------------------------------
 
@@ -609,15 +750,19 @@ def _build(data: dict[str, Any], path: Path | None, environ: Mapping[str, str]) 
         SECTION_RATE_LIMITS,
         "a table of named limits ([rate_limits.<name>])",
     )
-    named: dict[str, LimitConfig] = {}
+    # Tables stay tables: FluxConfig checks them now, and each read inherits the [rate_limit]
+    # of that moment (see NamedLimits), so code that changes the defaults reaches them too.
+    named: dict[str, dict[str, Any]] = {}
     for name, table in named_tables.items():
         key = _dotted(SECTION_RATE_LIMITS, name)
         if not name.strip():
             raise ConfigError("expected a non-empty limit name", path=path, key=key)
-        table = _table(table, path, key, f"a table ([{key}]) with requests, period, burst, policy")
-        named[name] = _limit(table, path, (SECTION_RATE_LIMITS, name), default)
+        named[name] = _table(
+            table, path, key, f"a table ([{key}]) with requests, period, burst, policy"
+        )
     shared = _section(SharedConfig, data, path, SECTION_SHARED)
     env_storage = environ.get(STORAGE_ENV) or None
+    storage: str | None
     if env_storage is not None:
         try:
             storage = checks.choice(STORAGES)(env_storage)
@@ -668,12 +813,26 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"invalid TOML: {exc}", path=path) from None
 
 
-def load_config(path: str | PathLike[str] | None = None) -> FluxConfig:
+def load_config(
+    path: str | PathLike[str] | None = None,
+    *,
+    config_path: str | PathLike[str] | None = None,
+) -> FluxConfig:
     """Find, read and validate flux.toml (search order in the module doc). Never cached.
 
-    Raises ConfigError for a missing explicit file or any invalid content.
+    ``config_path`` is flux-limiter's name for ``path``. Raises ConfigError for a missing
+    ``path`` or any invalid content; a missing ``$FLUX_CONFIG`` file only logs a warning.
     """
+    if config_path is not None:
+        if path is not None:
+            raise TypeError("load_config() takes path or config_path, not both")
+        path = config_path
     found = find_config_file(path)
+    if path is None and found is not None and not found.exists() and os.environ.get(CONFIG_ENV):
+        logger.warning(
+            "$%s names %s, which does not exist: using the built-in defaults", CONFIG_ENV, found
+        )
+        found = None
     data = _read_toml(found) if found is not None else {}
     return _build(data, found, os.environ)
 
@@ -685,7 +844,9 @@ _cached: FluxConfig | None = None
 def get_config() -> FluxConfig:
     """The process-wide configuration, loaded on first use and then cached (thread-safe).
 
-    A failed load raises and caches nothing, so the next call tries again.
+    A failed load raises and caches nothing, so the next call tries again. The object is
+    mutable, as flux-limiter's was: ``get_config().fail_silently = False`` before views and
+    limiters are declared applies to them (each assignment is checked like the file).
     """
     global _cached
     config = _cached

@@ -37,7 +37,9 @@ from flux.integrations._limits import (
     check_methods,
     evaluate,
     shared_limit,
+    unavailable,
 )
+from flux.integrations._unavailable import OnUnavailable, StoreUnavailable
 from flux.limiter import RateLimiter
 
 __all__ = ["RateLimit", "limits_of", "rate_limit"]
@@ -48,7 +50,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 class RateLimit:
     """One declared limit, applied by calling it on a function (what ``rate_limit`` returns).
 
-    ``limiter`` is the :class:`~flux.RateLimiter` every decorated call counts against.
+    ``limiter`` is the :class:`~flux.RateLimiter` every decorated call counts against (for
+    an unnamed declaration applied to several functions, the latest one's: each function has
+    its own bucket).
     """
 
     name: str | None
@@ -70,8 +74,12 @@ class RateLimit:
         methods: Iterable[str] | str | None = None,
         config: FluxConfig | None = None,
         ipv6_prefix: int | None = None,
+        on_unavailable: OnUnavailable | None = None,
     ) -> None:
         """Build the limiter and check every argument now (see :func:`rate_limit`)."""
+        if on_unavailable is not None and not callable(on_unavailable):
+            raise TypeError(f"on_unavailable must be callable, got {on_unavailable!r}")
+        self.on_unavailable = on_unavailable
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a preset name (str) or None, got {name!r}")
         config = config if config is not None else get_config()
@@ -129,6 +137,7 @@ def rate_limit(
     methods: Iterable[str] | str | None = None,
     config: FluxConfig | None = None,
     ipv6_prefix: int | None = None,
+    on_unavailable: OnUnavailable | None = None,
 ) -> RateLimit: ...
 
 
@@ -144,6 +153,7 @@ def rate_limit(
     methods: Iterable[str] | str | None = None,
     config: FluxConfig | None = None,
     ipv6_prefix: int | None = None,
+    on_unavailable: OnUnavailable | None = None,
 ) -> Any:
     """Rate-limit a view, endpoint or function.
 
@@ -156,8 +166,12 @@ def rate_limit(
     - ``methods``: only these HTTP methods are limited (default: all).
     - ``config``: default :func:`flux.get_config`, read now. ``ipv6_prefix``: count IPv6
       clients per ``/prefix`` network (e.g. 64).
+    - ``on_unavailable(request, error)``: the response when the store cannot decide and the
+      limit fails closed (``fail_silently = false``); default a 503 with ``Retry-After``.
 
-    The bucket key is ``"{name or module.qualname}:{identity}"``. Also usable bare:
+    The limit is named ``name`` or ``module.qualname`` (the bucket), and each client has its
+    own state in it: the stored key is ``{key_prefix}{bucket}:{<identity>}:<algorithm>``, as
+    analytics and ``flux clear`` show and take it. Also usable bare:
     ``@rate_limit`` applies ``[rate_limit]``.
     """
     if callable(name):  # bare @rate_limit
@@ -173,6 +187,7 @@ def rate_limit(
         methods=methods,
         config=config,
         ipv6_prefix=ipv6_prefix,
+        on_unavailable=on_unavailable,
     )
 
 
@@ -233,16 +248,19 @@ def _rules(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> list[Ru
                 suffix += "'"
             bucket, label = full + suffix, short + suffix
         seen.add(bucket)
-        rules.append(
-            Rule(
-                declaration.limit,
-                bucket=bucket,
-                label=label,
-                identify=declaration.identify,
-                cost=declaration.cost,
-                methods=declaration.methods,
-            )
+        rule = Rule(
+            declaration.limit,
+            bucket=bucket,
+            label=label,
+            identify=declaration.identify,
+            cost=declaration.cost,
+            methods=declaration.methods,
+            on_unavailable=declaration.on_unavailable,
         )
+        # The limit is named by its bucket: the declaration's `limiter` is the one its latest
+        # decoration counts against (stacking re-wraps the function with every declaration).
+        declaration.limit = rule.limit
+        rules.append(rule)
     return rules
 
 
@@ -315,7 +333,10 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             integration, request, sub = locate(args, kwargs)
             if lane is not None and integration is not None:
-                identity, result = lane.hit(integration, request, args, kwargs, endpoint)
+                try:
+                    identity, result = lane.hit(integration, request, args, kwargs, endpoint)
+                except StoreUnavailable as error:
+                    return unavailable(rules, integration, request, error).deny(integration)
                 state = integration.state(request)
                 if state is None and result.allowed:
                     response = await func(*args, **kwargs)
@@ -351,7 +372,10 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             integration, request, sub = locate(args, kwargs)
             if lane is not None and integration is not None:
-                identity, result = lane.hit(integration, request, args, kwargs, endpoint)
+                try:
+                    identity, result = lane.hit(integration, request, args, kwargs, endpoint)
+                except StoreUnavailable as error:
+                    return unavailable(rules, integration, request, error).deny(integration)
                 state = integration.state(request)
                 if state is None and result.allowed:
                     response = func(*args, **kwargs)

@@ -23,6 +23,7 @@ them passes the other through untouched, so believing both would let a client pi
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import inspect
@@ -224,6 +225,43 @@ def _peer_ip(peer: str | None, ipv6_prefix: int | None) -> str:
     return group_ipv6(client_ip(peer, (), ()), ipv6_prefix)
 
 
+_KINDS = (KEY_IP, KEY_USER, KEY_HEADER.rstrip(":"))
+
+
+def _normalised_key(key: KeySpec) -> KeySpec:
+    """``key`` with its kind spelt canonically (``"IP"`` is ``"ip"``, ``"Header:X-K"`` is
+    ``"header:X-K"``); a constant that looks like a misspelt kind is refused.
+
+    A constant key puts every client in one bucket, so one client exhausts the limit for all:
+    a typo (``"usr"``) must not silently mean that. A deliberate constant that resembles a
+    kind can be given as a callable (``key=lambda request: "usr"``).
+    """
+    if not isinstance(key, str):
+        return key
+    bare = key.strip()
+    lowered = bare.lower()
+    if lowered in (KEY_IP, KEY_USER):
+        return lowered
+    if lowered.startswith(KEY_HEADER):
+        return KEY_HEADER + bare[len(KEY_HEADER) :]
+    if not bare:
+        raise ValueError(
+            "key must not be empty: use None (the client IP), 'ip', 'user', "
+            "'header:<Name>', a callable or a constant name"
+        )
+    head = lowered.split(":", 1)[0]
+    near = difflib.get_close_matches(head, _KINDS, n=1, cutoff=0.6)
+    if near or head.startswith("header"):
+        kind = near[0] if near else "header"
+        spelt = "header:<Name>" if kind == "header" else kind
+        raise ValueError(
+            f"key {key!r} looks like a misspelt {spelt!r}: as a constant it would put every "
+            f"client in one bucket. Use key={spelt!r}, or key=lambda request: {key!r} for a "
+            "deliberate constant"
+        )
+    return key
+
+
 @functools.lru_cache(maxsize=8192)
 def _peer_identity(ipv6_prefix: int | None, hashed: bool, peer: str | None) -> str:
     """The default ``ip:<client>`` identity when no proxy is trusted (digested if ``hashed``).
@@ -276,6 +314,7 @@ class Identifier:
             ipv6_prefix = getattr(settings, "ipv6_prefix", None)
         self.ipv6_prefix = _check_prefix(ipv6_prefix)
         self.hash_keys = settings.hash_keys if hash_keys is None else hash_keys
+        key = _normalised_key(key)
         self.spec = key
         self._header: str | None = None
         self._arity: int | None = None
@@ -337,12 +376,14 @@ class Identifier:
         spec = self.spec
         if callable(spec):
             value = self._call_key(spec, integration, request, args, kwargs)
-            if value is not None:
+            # None or "" means "no identity here": fall back to the client address, never to
+            # one bucket shared by every client.
+            if value is not None and value != "":
                 return str(value)
         elif spec is not None and spec != KEY_IP:
             if spec == KEY_USER:
                 user = integration.user_id(request) if integration is not None else None
-                if user is not None:
+                if user is not None and str(user) != "":
                     return f"user:{user}"
             elif self._header is not None:
                 value = integration.header(request, self._header) if integration else None

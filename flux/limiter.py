@@ -13,7 +13,8 @@ from typing import Any
 
 from flux import _flux, _prefork
 from flux._flux import ManualClock, RateLimitResult
-from flux._redis import shared_store
+from flux._logging import apply_log_settings
+from flux._redis import preload_scripts, shared_store
 from flux._shared import shared_region
 from flux.config import (
     STORAGE_REDIS,
@@ -25,7 +26,8 @@ from flux.config import (
 )
 from flux.exceptions import RateLimitExceeded
 
-__all__ = ["ManualClock", "RateLimitResult", "RateLimiter", "create_limiter"]
+# preload_scripts is re-exported here because flux-limiter defined it in flux.limiter.
+__all__ = ["ManualClock", "RateLimitResult", "RateLimiter", "create_limiter", "preload_scripts"]
 
 
 class RateLimiter(_flux.Limiter):
@@ -33,9 +35,12 @@ class RateLimiter(_flux.Limiter):
 
     Unset arguments come from ``config`` (default: the process-wide flux.toml, see
     :func:`flux.get_config`), section ``[rate_limit]`` or, with ``name``,
-    ``[rate_limits.<name>]``. ``hit(key, endpoint=None, cost=1)`` counts a hit if it passes and
-    returns a :class:`RateLimitResult`; a denied hit changes nothing. ``await ahit(...)`` is the
-    same for async code. Thread-safe.
+    ``[rate_limits.<name>]``; a ``name`` that is no preset names a limit whose quota is given
+    here (``RateLimiter(3, 60, name="login")``). Unnamed limits are named by their quota
+    (``3/60s``), so two unnamed limits of different quotas never share a key.
+    ``hit(key, endpoint=None, cost=1)`` counts a hit if it passes and returns a
+    :class:`RateLimitResult`; a denied hit changes nothing. ``await ahit(...)`` is the same
+    for async code. Thread-safe.
 
     Storage follows ``config.storage``: the embedded store; Redis, shared by every process
     (one connection pool per process for all limiters of one ``[redis]`` section); or the
@@ -70,7 +75,16 @@ class RateLimiter(_flux.Limiter):
         if unknown:
             raise TypeError(f"RateLimiter() got unexpected keyword arguments: {sorted(unknown)}")
         config = config if config is not None else get_config()
-        defaults: LimitConfig = config.limit(name) if name is not None else config.rate_limit
+        apply_log_settings(config.flux.console_logging, config.flux.log_file)
+        if name is not None:
+            check_name(name)
+        defaults: LimitConfig
+        if name is not None and (name in config.rate_limits or requests is None or period is None):
+            defaults = config.limit(name)  # a preset (or an unknown name: ConfigError)
+        else:
+            # Unnamed, or a limit named in code with its quota given here (burst and policy,
+            # when not given, come from [rate_limit]).
+            defaults = config.rate_limit
         if burst is None:
             # A preset's burst goes with its own requests; an explicit `requests` overrides both.
             burst = defaults.burst if requests is None else requests
@@ -197,6 +211,24 @@ class RateLimiter(_flux.Limiter):
         return (
             f"RateLimiter({named}requests={self.requests}, period={self.period:g}, "
             f"burst={self.burst}, policy={self.policy!r}, storage={self.storage!r})"
+        )
+
+
+def check_name(name: str) -> None:
+    """Raise ValueError unless ``name`` can name a limit.
+
+    A name is part of every key of its limit and of the ``RateLimit-Policy`` header: it must
+    not be empty, and braces (a Redis Cluster hash tag) and control characters are refused.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"a limit name must be a str, got {type(name).__name__}")
+    if not name:
+        raise ValueError("a limit name must not be empty")
+    bad = [c for c in name if c in "{}" or ord(c) < 0x20 or ord(c) == 0x7F]
+    if bad:
+        raise ValueError(
+            f"limit name {name!r} contains {bad[0]!r}: braces and control characters "
+            "cannot appear in a limit name"
         )
 
 

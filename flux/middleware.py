@@ -28,6 +28,7 @@ from flux.headers import AppliedLimit, build_headers
 from flux.identity import Identifier, KeySpec
 from flux.integrations._common import Integration
 from flux.integrations._limits import Check, Limit, Rule, aevaluate, evaluate, shared_limit
+from flux.integrations._unavailable import OnUnavailable, Unavailable
 
 __all__ = ["GlobalLimits", "LimitSpec"]
 
@@ -50,8 +51,9 @@ class GlobalLimits:
 
     ``default``: the limit for every path without a more specific rule (``True``: flux.toml's
     ``[rate_limit]``; ``None``/``False``: none). ``paths``: ``{path rule: limit}``.
-    ``exempt_paths`` / ``exempt_methods``: never limited. ``key``, ``cost``: as in
-    :func:`flux.rate_limit`. ``config``: default :func:`flux.get_config`, read now.
+    ``exempt_paths`` / ``exempt_methods``: never limited. ``key``, ``cost``,
+    ``on_unavailable``: as in :func:`flux.rate_limit`. ``config``: default
+    :func:`flux.get_config`, read now.
     """
 
     config: FluxConfig
@@ -69,8 +71,10 @@ class GlobalLimits:
         cost: int = 1,
         config: FluxConfig | None = None,
         ipv6_prefix: int | None = None,
+        on_unavailable: OnUnavailable | None = None,
     ) -> None:
         """Build every limit now (a bad preset name is a ConfigError here, not per request)."""
+        self._on_unavailable = on_unavailable
         self.config = config if config is not None else get_config()
         if isinstance(exempt_paths, str) or isinstance(exempt_methods, str):
             raise TypeError("exempt_paths and exempt_methods take lists, not a string")
@@ -119,7 +123,14 @@ class GlobalLimits:
                 f"got {type(spec).__name__}"
             )
         name = limit.name or fallback
-        return Rule(limit, bucket=name, label=name, identify=self._identify, cost=self._cost)
+        return Rule(
+            limit,
+            bucket=name,
+            label=name,
+            identify=self._identify,
+            cost=self._cost,
+            on_unavailable=self._on_unavailable,
+        )
 
     def rule_for(self, path: str, method: str) -> Rule | None:
         """The rule for a request, or None when it is exempt or no limit covers it."""
@@ -132,14 +143,14 @@ class GlobalLimits:
                 return rule
         return self._default
 
-    def check(self, integration: Integration, request: Any) -> Check | None:
+    def check(self, integration: Integration, request: Any) -> Check | Unavailable | None:
         """Count the request against its rule; None when nothing applies."""
         rule = self.rule_for(integration.path(request), integration.method(request))
         if rule is None:
             return None
         return evaluate([rule], integration, request, endpoint=rule.label)
 
-    async def acheck(self, integration: Integration, request: Any) -> Check | None:
+    async def acheck(self, integration: Integration, request: Any) -> Check | Unavailable | None:
         """:meth:`check` for async middlewares."""
         rule = self.rule_for(integration.path(request), integration.method(request))
         if rule is None:

@@ -243,5 +243,5 @@ def test_stacked_limits_no_longer_burn_each_other(config: FluxConfig) -> None:
         with pytest.raises(RateLimitExceeded):
             work()
     outer = limits_of(work)[0].limiter
-    name = f"{__name__}.{work.__qualname__}[100/3600s]"
-    assert outer.peek(f"{name}:global").remaining == 99
+    assert outer.name == f"{__name__}.{work.__qualname__}[100/3600s]"
+    assert outer.peek("global").remaining == 99

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import logging
 import threading
 from pathlib import Path
 
@@ -376,11 +377,20 @@ def test_missing_explicit_file_is_an_error(tmp_path: Path) -> None:
     assert str(missing) in str(info.value) and "no such file" in str(info.value)
 
 
-def test_missing_env_file_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_env_file_warns_and_gives_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     prefixed(Path.cwd() / "flux.toml", "local:")  # must not be used instead
-    monkeypatch.setenv("FLUX_CONFIG", str(tmp_path / "gone.toml"))
+    gone = tmp_path / "gone.toml"
+    monkeypatch.setenv("FLUX_CONFIG", str(gone))
+    with caplog.at_level(logging.WARNING, logger="flux.config"):
+        config = load_config()
+    assert config == FluxConfig()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"$FLUX_CONFIG names {gone}, which does not exist: using the built-in defaults"
+    ]
     with pytest.raises(ConfigError, match=r"gone\.toml: no such file"):
-        load_config()
+        load_config(gone)
 
 
 def test_directory_as_path_is_an_error(tmp_path: Path) -> None:
@@ -593,7 +603,9 @@ def test_direct_construction_is_validated() -> None:
     with pytest.raises(ConfigError, match=r"flux\.trusted_proxies"):
         FluxSettings(trusted_proxies=("bad",))  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=r"rate_limits\.x"):
-        FluxConfig(rate_limits={"x": {"requests": 5}})  # type: ignore[dict-item]
+        FluxConfig(rate_limits={"x": 5})  # type: ignore[dict-item]
+    with pytest.raises(ConfigError, match=r"rate_limits\.x\.requests"):
+        FluxConfig(rate_limits={"x": {"requests": 0}})
 
 
 def test_direct_construction_normalises() -> None:
@@ -605,14 +617,19 @@ def test_direct_construction_normalises() -> None:
     assert FluxConfig(flux=FluxSettings(storage="redis")).storage == "redis"
 
 
-def test_config_is_frozen(tmp_path: Path) -> None:
+def test_sections_are_frozen_and_assignments_are_checked(tmp_path: Path) -> None:
+    # FluxConfig itself is mutable (flux-limiter's was); its sections stay frozen values.
     config = load_text(tmp_path, INHERIT)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.storage = "redis"  # type: ignore[misc]
-    with pytest.raises(dataclasses.FrozenInstanceError):
         config.rate_limit.requests = 1  # type: ignore[misc]
-    with pytest.raises(TypeError):
-        config.rate_limits["new"] = LimitConfig()  # type: ignore[index]
+    with pytest.raises(ConfigError, match="storage"):
+        config.storage = "disk"
+    with pytest.raises(ConfigError, match="expected a FluxSettings"):
+        config.flux = {"fail_silently": False}  # type: ignore[assignment]
+    config.storage = "redis"
+    assert config.storage == "redis"
+    config.rate_limits["new"] = {"requests": 7}
+    assert config.rate_limits["new"] == LimitConfig(7, 5, policy="token_bucket")  # type: ignore[arg-type]
 
 
 def test_flux_limiter_flat_names(tmp_path: Path) -> None:

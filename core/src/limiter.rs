@@ -126,14 +126,33 @@ impl LimiterBuilder {
         self
     }
 
-    /// The prefix naming this limit's keys in a shared store.
+    /// The prefix naming this limit's keys in a shared store. Left empty, the limit is
+    /// named by its quota (see [`Quota::name`]), so that unnamed limits of different quotas
+    /// never share a key.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
     }
 
+    /// The prefix the limit gets: the one given, else `"<quota name>:"`. Braces are refused:
+    /// a key's identity is its Redis Cluster hash tag, the one `{…}` of the key.
+    fn effective_prefix(&self) -> Result<String> {
+        if self.prefix.contains(['{', '}']) {
+            return Err(Error::InvalidArgument(format!(
+                "limit prefix {:?} contains a brace: braces delimit the identity in a key",
+                self.prefix
+            )));
+        }
+        Ok(if self.prefix.is_empty() {
+            format!("{}:", self.quota.name())
+        } else {
+            self.prefix.clone()
+        })
+    }
+
     /// Builds the limiter on the embedded (in-memory) store.
     pub fn build_memory(self) -> Result<Limiter> {
+        let prefix = self.effective_prefix()?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock::new()));
         let (store, limit): (Box<dyn Store>, u64) = with_algorithm!(self.kind, A => {
             let algorithm = A::new(&self.quota);
@@ -145,12 +164,12 @@ impl LimiterBuilder {
             quota: self.quota,
             kind: self.kind,
             limit,
-            prefix: self.prefix,
+            prefix,
         })
     }
 
     /// Builds the limiter on the Redis store `store`: its state lives in Redis under
-    /// `{key_prefix}{prefix}{<identity>}:<algorithm>`.
+    /// `{key_prefix}{prefix}{<identity>}:<algorithm>` (see [`LimiterBuilder::prefix`]).
     #[cfg(feature = "redis")]
     pub fn build_redis(self, store: &crate::store::redis::RedisStore) -> Result<Limiter> {
         self.build_with(|quota, kind, prefix| Ok(Box::new(store.limit(quota, kind, prefix)?)))
@@ -174,14 +193,15 @@ impl LimiterBuilder {
         self,
         make_store: impl FnOnce(&Quota, AlgorithmKind, &str) -> Result<Box<dyn Store>>,
     ) -> Result<Limiter> {
-        let store = make_store(&self.quota, self.kind, &self.prefix)?;
+        let prefix = self.effective_prefix()?;
+        let store = make_store(&self.quota, self.kind, &prefix)?;
         let limit = with_algorithm!(self.kind, A => A::new(&self.quota).limit());
         Ok(Limiter {
             store,
             quota: self.quota,
             kind: self.kind,
             limit,
-            prefix: self.prefix,
+            prefix,
         })
     }
 }

@@ -108,4 +108,16 @@ impl Quota {
     pub fn period_secs(&self) -> f64 {
         self.period as f64 / NANOS_PER_SEC as f64
     }
+
+    /// The name of an unnamed limit of this quota in a shared store: `3/60s`, or
+    /// `3/60s;burst=10` when the burst differs. Two unnamed limits share their state exactly
+    /// when their quotas (and algorithms, which the key carries too) are equal; a login limit
+    /// of 3 per minute and an API limit of 1000 per minute never meet on one key.
+    pub fn name(&self) -> String {
+        let mut name = format!("{}/{}s", self.requests, self.period_secs());
+        if self.burst != self.requests {
+            name.push_str(&format!(";burst={}", self.burst));
+        }
+        name
+    }
 }

@@ -115,6 +115,25 @@ fn limits_and_algorithms_never_share_a_key() {
 }
 
 #[test]
+fn unnamed_limits_are_named_by_their_quota_and_never_meet() {
+    let server = RedisServer::start();
+    let store = store(&server);
+    let login = limiter(&store, 3, 60 * SECOND, AlgorithmKind::Gcra, "");
+    let api = limiter(&store, 1000, 60 * SECOND, AlgorithmKind::Gcra, "");
+    assert_eq!((login.prefix(), api.prefix()), ("3/60s:", "1000/60s:"));
+    for _ in 0..3 {
+        assert!(login.hit("ip", 1).unwrap().allowed);
+    }
+    assert!(!login.hit("ip", 1).unwrap().allowed);
+    assert_eq!(api.hit("ip", 1).unwrap().remaining, 999);
+    let bursty = Limiter::builder(Quota::new(3, 60 * SECOND, Some(10)).unwrap())
+        .build_redis(&store)
+        .unwrap();
+    assert_eq!(bursty.prefix(), "3/60s;burst=10:");
+    assert_eq!(bursty.hit("ip", 1).unwrap().remaining, 9);
+}
+
+#[test]
 fn exact_across_threads_for_every_algorithm() {
     let server = RedisServer::start();
     let store = store(&server);
@@ -317,7 +336,8 @@ fn a_key_of_the_wrong_type_is_a_clear_error_and_harms_no_other_key() {
         message.contains("WRONGTYPE") && message.contains("another type"),
         "{message}"
     );
-    assert!(message.contains("flux:wt:{k}:gcra"), "{message}");
+    // The limit is named; the identity is not (it may be an API key).
+    assert!(message.contains("flux:wt:{…}:gcra"), "{message}");
     assert!(limiter.hit("other", 1).unwrap().allowed);
 
     let open = RedisStore::connect(RedisConfig {
@@ -405,4 +425,39 @@ fn unix_socket_urls_with_a_database_number_work() {
     );
     drop(server);
     let _ = std::fs::remove_file(socket);
+}
+
+fn cached_scripts(server: &RedisServer) -> usize {
+    let info = server.cli(&["INFO", "memory"]);
+    let line = info
+        .lines()
+        .find_map(|line| line.strip_prefix("number_of_cached_scripts:"))
+        .expect("INFO memory reports number_of_cached_scripts");
+    line.trim().parse().unwrap()
+}
+
+#[test]
+fn load_scripts_loads_every_script_hits_later_send() {
+    let server = RedisServer::start();
+    let store = store(&server);
+    let loaded = store.load_scripts().unwrap();
+    assert_eq!(cached_scripts(&server), loaded);
+    assert_eq!(
+        store.load_scripts().unwrap(),
+        loaded,
+        "loading again is harmless"
+    );
+    // One hit of each algorithm, alone, together and batched: nothing new reaches the cache.
+    let limiters: Vec<Limiter> = AlgorithmKind::ALL
+        .into_iter()
+        .map(|kind| limiter(&store, 10, HOUR, kind, "pre:"))
+        .collect();
+    for limiter in &limiters {
+        limiter.hit("k", 1).unwrap();
+        store.hit_batch(&[(limiter, "k", 1)]);
+    }
+    let all: Vec<(&Limiter, &str, u64)> = limiters.iter().map(|l| (l, "k", 1)).collect();
+    store.hit_many(&all).unwrap();
+    store.hit_batch(&all);
+    assert_eq!(cached_scripts(&server), loaded);
 }

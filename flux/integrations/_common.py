@@ -78,8 +78,10 @@ class Integration:
     def set_state(self, request: Any, state: RequestState) -> None:
         """Attach ``state`` to ``request`` for the rest of its handling."""
 
-    def denied(self, body: dict[str, Any], headers: Mapping[str, str]) -> Any:
-        """The framework's JSON 429 response."""
+    def denied(
+        self, body: dict[str, Any], headers: Mapping[str, str], status: int = TOO_MANY_REQUESTS
+    ) -> Any:
+        """The framework's JSON 429 response (``status``: 503 when no limit could decide)."""
         raise NotImplementedError
 
     def add_headers(

@@ -33,6 +33,7 @@ from flux.identity import Identifier
 from flux.integrations import _report
 from flux.integrations._common import Integration, RequestState, denied_body
 from flux.integrations._report import report, report_error, report_one
+from flux.integrations._unavailable import OnUnavailable, StoreUnavailable, Unavailable
 from flux.limiter import ManualClock, RateLimiter, RateLimitResult
 
 __all__ = [
@@ -100,6 +101,10 @@ class Limit:
         self.config = config if config is not None else get_config()
         complete = requests is not None and period is not None
         self.preset = None if complete and name not in self.config.rate_limits else name
+        # What names the limiter's keys when it is no preset: the bucket of the (first) rule
+        # that applies it (see for_bucket); a preset is named by itself.
+        self.bucket: str | None = None
+        self._twins: dict[str, Limit] = {}
         self._args = (requests, period, burst, policy)
         self._lock = threading.Lock()
         self._generation = _generation
@@ -110,15 +115,57 @@ class Limit:
 
     def _build(self) -> RateLimiter:
         requests, period, burst, policy = self._args
+        if self.preset is None and (requests is None or period is None):
+            # [rate_limit]'s quota, spelt out: a name given in code needs its quota given too.
+            defaults = self.config.rate_limit
+            if requests is None:
+                requests = defaults.requests
+                burst = defaults.burst if burst is None else burst
+            period = defaults.period if period is None else period
         return RateLimiter(
             requests,
             period,
             burst=burst,
             policy=policy,
             config=self.config,
-            name=self.preset,
+            name=self.preset if self.preset is not None else self.bucket,
             clock=_clock,
         )
+
+    def for_bucket(self, bucket: str) -> Limit:
+        """This limit with its keys named ``bucket`` (a preset keeps its own name).
+
+        Every store names a limit's keys ``{key_prefix}{name}:{<identity>}:<algorithm>``, and
+        analytics and ``flux clear`` show and take the same name and identity. The first rule
+        names an unnamed limit in place; a declaration applied to a second function gets a
+        limit of its own (its own bucket).
+        """
+        if self.preset is not None or self.bucket == bucket:
+            return self
+        with self._lock:
+            if self.bucket is None:
+                self.bucket = bucket
+                self._limiter = self._build()
+                self._twins[bucket] = self
+                return self
+            # One limit per bucket for the whole family of twins, kept: django's
+            # method_decorator applies the decorator anew on every request.
+            twin = self._twins.get(bucket)
+            if twin is None:
+                requests, period, burst, policy = self._args
+                twin = Limit(
+                    self.name,
+                    requests=requests,
+                    period=period,
+                    burst=burst,
+                    policy=policy,
+                    config=self.config,
+                )
+                twin._twins = self._twins
+                twin.bucket = bucket
+                twin._limiter = twin._build()
+                self._twins[bucket] = twin
+            return twin
 
     @property
     def limiter(self) -> RateLimiter:
@@ -201,9 +248,8 @@ def check_methods(methods: Iterable[str] | str | None) -> frozenset[str] | None:
 class Rule:
     """A limit applied to requests: bucket name, identity, cost and methods.
 
-    The bucket key is ``"{bucket}:{identity}"``. For a preset the limiter's own key prefix
-    already holds the name, so only the identity is passed to it: either way the stored key
-    is ``{key_prefix}{bucket}:{identity}``.
+    The limiter is named by the bucket (or is the preset the bucket names), so only the
+    identity is passed to it: the stored key is ``{key_prefix}{bucket}:{<identity>}:<algo>``.
 
     What the headers need of the rule (its quoted label, its window in seconds) is worked out
     here, once, rather than on every request.
@@ -225,8 +271,15 @@ class Rule:
         identify: Identifier,
         cost: Cost = 1,
         methods: Iterable[str] | str | None = None,
+        on_unavailable: OnUnavailable | None = None,
     ) -> None:
-        """Describe how ``limit`` applies; ``label`` names it in the IETF headers."""
+        """Describe how ``limit`` applies; ``label`` names it in the IETF headers.
+
+        ``on_unavailable(request, error)`` builds the response when the store cannot decide
+        and the limit fails closed (default: a 503 with ``Retry-After``).
+        """
+        self.on_unavailable = on_unavailable
+        limit = limit.for_bucket(bucket)
         self.limit = limit
         self.bucket = bucket
         self.label = label
@@ -237,11 +290,6 @@ class Rule:
         self.methods = check_methods(methods)
         self.quoted_label = sf_string(label)
         self.window_s = window_seconds(limit.limiter.period)
-        self.key_prefix = "" if limit.preset is not None else f"{bucket}:"
-
-    def store_key(self, identity: str) -> str:
-        """The key handed to the limiter for ``identity`` (a preset's prefix has its name)."""
-        return self.key_prefix + identity
 
     def hit(
         self,
@@ -267,10 +315,10 @@ class Rule:
         # Limit.limiter, inline: it is only rebuilt after a test reset.
         limiter = limit._limiter if limit._generation == _generation else limit.limiter
         if not _report.wanted:  # analytics off, no hooks: nothing to time or to report
-            return identity, limiter.hit(self.key_prefix + identity, endpoint, cost)
+            return identity, limiter.hit(identity, endpoint, cost)
         started = perf_counter()
         try:
-            result = limiter.hit(self.key_prefix + identity, endpoint, cost)
+            result = limiter.hit(identity, endpoint, cost)
         except Exception as error:
             report_error((self.bucket,), (identity,), error, perf_counter() - started, endpoint)
             raise
@@ -449,7 +497,7 @@ def plan(
         if rule.methods is not None and not _method_in(rule.methods, integration, request):
             return Plan([], [], [])
         identity = rule.identify(integration, request, args, kwargs)
-        item = (rule.limit.limiter, rule.store_key(identity), rule.cost_for(request, args, kwargs))
+        item = (rule.limit.limiter, identity, rule.cost_for(request, args, kwargs))
         return Plan([rule], [item], [identity])
     chosen = Plan([], [], [])
     # Limits with the same key spec share one identity: resolve it once.
@@ -462,9 +510,7 @@ def plan(
             identity = rule.identify(integration, request, args, kwargs)
             resolved[id(rule.identify)] = identity
         chosen.rules.append(rule)
-        chosen.items.append(
-            (rule.limit.limiter, rule.store_key(identity), rule.cost_for(request, args, kwargs))
-        )
+        chosen.items.append((rule.limit.limiter, identity, rule.cost_for(request, args, kwargs)))
         chosen.identities.append(identity)
     return chosen
 
@@ -512,13 +558,27 @@ def _evaluate_one(
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
     endpoint: str | None,
-) -> Check | None:
+) -> Check | Unavailable | None:
     """:func:`evaluate` for a single rule, the usual case, without a plan to build."""
     if rule.methods is not None and not _method_in(rule.methods, integration, request):
         return None
-    identity, result = rule.hit(integration, request, args, kwargs, endpoint)
+    try:
+        identity, result = rule.hit(integration, request, args, kwargs, endpoint)
+    except StoreUnavailable as error:
+        return unavailable([rule], integration, request, error)
     state = integration.state(request) if integration is not None else None
     return Check([rule], [identity], [result], state)
+
+
+def unavailable(
+    rules: Sequence[Rule], integration: Integration | None, request: Any, error: StoreUnavailable
+) -> Unavailable:
+    """The answer when the store failed and the limit fails closed: a 503 for a request; a
+    plain function call (no integration) raises the store's error, as it always did."""
+    if integration is None:
+        raise error
+    hook = next((rule.on_unavailable for rule in rules if rule.on_unavailable), None)
+    return Unavailable(error, request, hook, integration.state(request))
 
 
 def evaluate(
@@ -528,8 +588,9 @@ def evaluate(
     args: Sequence[Any] = (),
     kwargs: Mapping[str, Any] | None = None,
     endpoint: str | None = None,
-) -> Check | None:
-    """Apply ``rules`` to one call, all or nothing; None when no rule applies to it."""
+) -> Check | Unavailable | None:
+    """Apply ``rules`` to one call, all or nothing; None when no rule applies to it, an
+    :class:`Unavailable` when the store failed and the limits fail closed."""
     if len(rules) == 1:
         return _evaluate_one(rules[0], integration, request, args, kwargs or _NO_KWARGS, endpoint)
     chosen = plan(rules, integration, request, args, kwargs or {})
@@ -540,6 +601,8 @@ def evaluate(
         results = hit_all(chosen.items, endpoint)
     except Exception as error:
         _report_failure(chosen, error, started, endpoint)
+        if isinstance(error, StoreUnavailable):
+            return unavailable(chosen.rules, integration, request, error)
         raise
     return _checked(chosen, results, started, endpoint, integration, request)
 
@@ -551,7 +614,7 @@ async def aevaluate(
     args: Sequence[Any] = (),
     kwargs: Mapping[str, Any] | None = None,
     endpoint: str | None = None,
-) -> Check | None:
+) -> Check | Unavailable | None:
     """:func:`evaluate` for async callers (see :func:`ahit_all`)."""
     if len(rules) == 1 and not rules[0].limit.awaitable:  # the embedded store: inline
         return _evaluate_one(rules[0], integration, request, args, kwargs or _NO_KWARGS, endpoint)
@@ -563,5 +626,7 @@ async def aevaluate(
         results = await ahit_all(chosen.items, endpoint)
     except Exception as error:
         _report_failure(chosen, error, started, endpoint)
+        if isinstance(error, StoreUnavailable):
+            return unavailable(chosen.rules, integration, request, error)
         raise
     return _checked(chosen, results, started, endpoint, integration, request)

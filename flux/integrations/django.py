@@ -94,9 +94,11 @@ class DjangoIntegration(Integration):
         """Attach the middleware's state to the underlying ``HttpRequest``."""
         setattr(_django_request(request), _STATE_ATTR, state)
 
-    def denied(self, body: dict[str, Any], headers: Mapping[str, str]) -> JsonResponse:
+    def denied(
+        self, body: dict[str, Any], headers: Mapping[str, str], status: int = TOO_MANY_REQUESTS
+    ) -> JsonResponse:
         """A ``JsonResponse`` with status 429 (DRF's ``finalize_response`` accepts it too)."""
-        return JsonResponse(body, status=TOO_MANY_REQUESTS, headers=dict(headers))
+        return JsonResponse(body, status=status, headers=dict(headers))
 
     def add_headers(
         self, request: Any, response: Any, headers: Mapping[str, str], sub_response: Any = None

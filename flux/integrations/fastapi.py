@@ -98,9 +98,11 @@ class StarletteIntegration(Integration):
         """Keep the middleware's state in the ASGI scope."""
         request.scope[STATE_KEY] = state
 
-    def denied(self, body: dict[str, Any], headers: Mapping[str, str]) -> JSONResponse:
+    def denied(
+        self, body: dict[str, Any], headers: Mapping[str, str], status: int = TOO_MANY_REQUESTS
+    ) -> JSONResponse:
         """A ``JSONResponse`` with status 429."""
-        return JSONResponse(body, status_code=TOO_MANY_REQUESTS, headers=dict(headers))
+        return JSONResponse(body, status_code=status, headers=dict(headers))
 
     def add_headers(
         self, request: Any, response: Any, headers: Mapping[str, str], sub_response: Any = None

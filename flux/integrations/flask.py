@@ -110,10 +110,12 @@ class FlaskIntegration(Integration):
         """Keep the extension's state in the request's WSGI environ."""
         request.environ[_STATE_KEY] = state
 
-    def denied(self, body: dict[str, Any], headers: Mapping[str, str]) -> Response:
+    def denied(
+        self, body: dict[str, Any], headers: Mapping[str, str], status: int = TOO_MANY_REQUESTS
+    ) -> Response:
         """``jsonify(body)`` with status 429 and the headers."""
         response = jsonify(body)
-        response.status_code = TOO_MANY_REQUESTS
+        response.status_code = status
         set_headers(response.headers, headers)
         return response
 

@@ -182,7 +182,7 @@ def test_a_bad_key_among_concurrent_hits_fails_alone(redis: RedisServer) -> None
     # The hits of one pipeline go to Redis's batch script together: a key of the wrong type
     # must fail its own hit only, and every other hit must be decided and counted once.
     lim = _flux.Limiter(10**6, YEAR, store=_flux.RedisStore(redis.url, fail_silently=False))
-    redis.command("RPUSH", "flux:{bad}:gcra", "not a limiter")
+    redis.command("RPUSH", f"{lim.prefix}{{bad}}:gcra", "not a limiter")
     keys = ["bad" if i == 50 else f"good-{i % 10}" for i in range(100)]
 
     async def run() -> list[RateLimitResult | BaseException]:
@@ -196,7 +196,7 @@ def test_a_bad_key_among_concurrent_hits_fails_alone(redis: RedisServer) -> None
     )
     counted = [10**6 - lim.peek(f"good-{k}").remaining for k in range(10)]
     assert counted == [9] + [10] * 9  # hit 50 would have been good-0's tenth
-    assert redis.command("LLEN", "flux:{bad}:gcra") == 1
+    assert redis.command("LLEN", f"{lim.prefix}{{bad}}:gcra") == 1
 
 
 def test_script_flush_under_concurrent_hits_counts_each_once(redis: RedisServer) -> None:

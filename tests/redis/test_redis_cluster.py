@@ -9,7 +9,7 @@ import pytest
 from fluxredis import redis_config
 from redis_server import RedisCluster
 
-from flux import FluxConfig, RateLimiter, _flux
+from flux import FluxConfig, RateLimiter, _flux, preload_scripts
 from flux.config import FluxSettings, RedisConfig
 
 HOUR = 3600.0
@@ -53,3 +53,14 @@ def test_multi_limit_hits_and_async_hits_on_a_cluster(cluster: RedisCluster) -> 
         return [r.allowed for r in results]
 
     assert asyncio.run(run()) == [True] * 50
+
+
+def test_preload_scripts_reaches_every_master(cluster: RedisCluster) -> None:
+    config = redis_config(f"redis://{cluster.addresses[0]}", cluster=True)
+    for node in cluster.nodes:
+        node.command("SCRIPT", "FLUSH")
+    loaded = preload_scripts(config)
+    assert loaded > 0
+    for node in cluster.nodes:
+        info = str(node.command("INFO", "memory"))
+        assert f"number_of_cached_scripts:{loaded}" in info, node.port

@@ -258,3 +258,29 @@ def test_a_named_limit_sets_its_own_policy_in_flux_toml(
     with pytest.raises(ConnectionError):
         payments.hit("k")
     assert search.hit("k").fail_open
+
+
+@pytest.mark.parametrize("connected_first", [True, False], ids=["pooled", "connecting"])
+def test_a_frozen_server_never_holds_a_hit_past_the_timeout(
+    make_server: Callable[..., RedisServer], connected_first: bool
+) -> None:
+    # Week-one fault: probes took two budgets (a connect of timeout_ms, then a command of
+    # timeout_ms). Every hit, probes and first connects included, gets one budget in all.
+    server = make_server()
+    redis_store = store(server, breaker_cooldown_ms=50)
+    lim = _flux.Limiter(5, 3600, store=redis_store)
+    if connected_first:
+        lim.hit("k")
+    server.freeze()
+    durations = []
+    try:
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            result, seconds = timed(lambda: lim.hit("k"))
+            assert isinstance(result, _flux.RateLimitResult) and result.fail_open
+            durations.append(seconds)
+    finally:
+        server.thaw()
+    # At least the three failures that open the breaker and a few probes waited on Redis.
+    assert sum(d > TIMEOUT_MS / 2000 for d in durations) >= 4, durations
+    assert max(durations) <= (TIMEOUT_MS + 50) / 1000, sorted(durations)[-5:]

@@ -26,7 +26,6 @@ use crate::python::redis_store::{generation, resolve, resolve_many, Policy};
 use crate::python::result::RateLimitResult;
 use flux_core::store::redis::{MultiOutcome, Outcome, RedisStore};
 use flux_core::{Error, Limiter};
-use parking_lot::{Condvar, Mutex};
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -38,6 +37,15 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+
+/// Waits on `condvar`. The dispatcher blocks only through `std`'s futex-based primitives,
+/// never `parking_lot`'s: a thread parked in `parking_lot` when the process forks corrupts
+/// the child's global table of parked threads (see core's `store/redis/pool.rs`). A panic
+/// never leaves the guarded data half-changed, so poisoning is ignored.
+fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    condvar.wait(guard).unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The most hits one pipeline carries (more wait for the next worker or round trip).
 pub const MAX_BATCH: usize = 512;
@@ -89,19 +97,19 @@ impl Slot {
     }
 
     fn fill(&self, done: Done) {
-        *self.done.lock() = Some(done);
+        *self.done.lock().unwrap_or_else(PoisonError::into_inner) = Some(done);
         self.filled.notify_one();
     }
 
     /// Waits until a worker has filled the slot (call with the GIL released). Workers answer
     /// every request within `timeout_ms`, so this never waits longer.
     pub fn wait(&self) -> Done {
-        let mut done = self.done.lock();
+        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             if let Some(done) = done.take() {
                 return done;
             }
-            self.filled.wait(&mut done);
+            done = wait(&self.filled, done);
         }
     }
 }
@@ -218,7 +226,7 @@ impl Dispatcher {
     /// ones look again when done).
     pub fn submit(&self, job: Job) {
         let wake = {
-            let mut queue = self.queue.lock();
+            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
             queue.jobs.push_back(job);
             let wake = queue.idle > queue.waking;
             if wake {
@@ -233,7 +241,10 @@ impl Dispatcher {
 
     /// Lets the workers finish what is queued, then stop.
     pub fn close(&self) {
-        self.queue.lock().closed = true;
+        self.queue
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .closed = true;
         self.ready.notify_all();
     }
 
@@ -248,13 +259,13 @@ impl Dispatcher {
     fn work(&self, store: &RedisStore) {
         loop {
             let batch: Vec<Job> = {
-                let mut queue = self.queue.lock();
+                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
                 while queue.jobs.is_empty() {
                     if queue.closed {
                         return;
                     }
                     queue.idle += 1;
-                    self.ready.wait(&mut queue);
+                    queue = wait(&self.ready, queue);
                     queue.idle -= 1;
                     queue.waking = queue.waking.saturating_sub(1);
                 }
@@ -374,7 +385,7 @@ pub struct Waker {
 impl Waker {
     fn deliver(&self, items: Vec<(Py<PyAny>, Done)>) {
         let signal = {
-            let mut pending = self.pending.lock();
+            let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
             pending.items.extend(items);
             !std::mem::replace(&mut pending.armed, true)
         };
@@ -404,7 +415,11 @@ impl LoopWaker {
             }
         }
         let items = {
-            let mut pending = self.inner.pending.lock();
+            let mut pending = self
+                .inner
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             pending.armed = false;
             std::mem::take(&mut pending.items)
         };
@@ -459,7 +474,7 @@ static REGISTRY: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
 fn waker_for(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Waker>> {
     let id = event_loop.as_ptr() as usize;
     {
-        let registry = REGISTRY.lock();
+        let registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
         let generation = generation();
         for entry in registry
             .iter()
@@ -471,7 +486,7 @@ fn waker_for(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Wake
         }
     }
     // Forget loops that are gone or closed (closing their sockets), then register this one.
-    let old = std::mem::take(&mut *REGISTRY.lock());
+    let old = std::mem::take(&mut *REGISTRY.lock().unwrap_or_else(PoisonError::into_inner));
     let mut kept = Vec::with_capacity(old.len() + 1);
     for entry in old {
         let live = entry.id != id
@@ -510,7 +525,10 @@ fn waker_for(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Wake
     )?;
     let drain = waker.bind(py).getattr(intern!(py, "_drain"))?;
     if let Err(err) = event_loop.call_method1(intern!(py, "add_reader"), (fd, drain)) {
-        REGISTRY.lock().extend(kept);
+        REGISTRY
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(kept);
         return Err(PyRuntimeError::new_err(format!(
             "flux: async Redis hits need an event loop that supports add_reader (asyncio's \
              selector loop, uvloop); this one does not ({err}). Call the blocking hit through \
@@ -528,7 +546,10 @@ fn waker_for(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Wake
         weak,
         waker,
     });
-    REGISTRY.lock().extend(kept);
+    REGISTRY
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .extend(kept);
     Ok(inner)
 }
 

@@ -229,6 +229,9 @@ impl Limiter {
         let policy = Policy {
             fail_open: fail_silently.unwrap_or_else(|| handle.fail_silently()),
         };
+        handle
+            .store(py)
+            .note_limit_policy(inner.prefix(), policy.fail_open);
         Ok(Limiter {
             inner: Arc::new(inner),
             redis: Some(RedisBinding {

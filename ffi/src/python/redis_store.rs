@@ -321,6 +321,15 @@ impl RedisStore {
         py.detach(|| store.ping()).map_err(to_py)
     }
 
+    /// Loads every Lua script flux uses into Redis's script cache (SCRIPT LOAD; on a cluster,
+    /// every primary) and returns how many. Optional: a hit loads a missing script itself;
+    /// this only saves the first hits that round trip. Raises `flux.ConnectionError` when
+    /// Redis cannot be reached.
+    fn load_scripts(&self, py: Python<'_>) -> PyResult<usize> {
+        let store = self.handle.store(py);
+        py.detach(|| store.load_scripts()).map_err(to_py)
+    }
+
     /// Counters for monitoring: `breaker` (`"closed"`/`"open"`), `consecutive_failures`,
     /// `round_trips` (a pipeline or a multi-limit hit counts once), `errors`, `fail_open`,
     /// `deny_cache_hits`, and for async hits `async_hits` (requests dispatched),

@@ -45,6 +45,9 @@ pub(crate) struct Breaker {
     cooldown: Duration,
     target: String,
     fail_silently: bool,
+    /// Limits (by name) whose failure policy is not the store's: the warning says what
+    /// happens to each, not only what the store's default is.
+    exceptions: Mutex<Vec<String>>,
     last_error: Mutex<String>,
 }
 
@@ -65,6 +68,7 @@ impl Breaker {
             cooldown,
             target,
             fail_silently,
+            exceptions: Mutex::new(Vec::new()),
             last_error: Mutex::new(String::new()),
         }
     }
@@ -153,16 +157,43 @@ impl Breaker {
                 .store(now + self.cooldown.as_nanos() as u64, Ordering::Release);
             warn!(
                 "flux: {} failed {failures} times in a row ({reason}); circuit breaker open: \
-                 hits {} without waiting on Redis, probing every {} ms",
+                 {} without waiting on Redis, probing every {} ms",
                 self.target,
-                if self.fail_silently {
-                    "pass (fail open)"
-                } else {
-                    "fail (fail closed)"
-                },
+                self.policies(),
                 self.cooldown.as_millis()
             );
         }
+    }
+
+    /// Records that the limit `name` fails open (`fail_open`) or closed, whatever the store's
+    /// default is; only limits that differ from it are kept.
+    pub(crate) fn note_policy(&self, name: &str, fail_open: bool) {
+        let mut exceptions = self.exceptions.lock();
+        let listed = exceptions.iter().position(|known| known == name);
+        match (fail_open != self.fail_silently, listed) {
+            (true, None) => exceptions.push(name.to_string()),
+            (false, Some(at)) => {
+                exceptions.remove(at);
+            }
+            _ => {}
+        }
+    }
+
+    /// What hits do while Redis is unavailable, limit by limit where they differ.
+    fn policies(&self) -> String {
+        let (default, other) = if self.fail_silently {
+            ("hits pass (fail open)", "fail (fail closed)")
+        } else {
+            ("hits fail (fail closed)", "pass (fail open)")
+        };
+        let exceptions = self.exceptions.lock();
+        if exceptions.is_empty() {
+            return default.to_string();
+        }
+        format!(
+            "{default}, except those of {} which {other}",
+            exceptions.join(", ")
+        )
     }
 
     /// Why hits are failing while the breaker is open.

@@ -19,7 +19,7 @@ pub struct RedisConfig {
     /// `redis://[user:password@]host[:port][/db]`, `rediss://…` (TLS, feature `redis-tls`),
     /// `unix:///path/to/redis.sock[?db=N]` or `redis+unix://…`. Overrides `host` and `port`.
     pub url: Option<String>,
-    /// Connections kept per process (r2d2 pool size). Default 5.
+    /// Connections kept per process (the pool's size). Default 5.
     pub pool_size: u32,
     /// Connect timeout and command timeout, in milliseconds: no hit waits longer for Redis
     /// (waiting for a pooled connection included). Default 200.
@@ -100,6 +100,12 @@ impl RedisConfig {
         if self.timeout_ms == 0 {
             return invalid("redis timeout_ms must be at least 1, got 0".into());
         }
+        if self.key_prefix.contains(['{', '}']) {
+            return invalid(format!(
+                "redis key_prefix {:?} contains a brace: braces delimit the identity in a key",
+                self.key_prefix
+            ));
+        }
         if self.breaker_threshold == 0 {
             return invalid("redis breaker_threshold must be at least 1, got 0".into());
         }
@@ -161,6 +167,10 @@ impl RedisConfig {
         if let Some(db) = self.db {
             settings = settings.set_db(db);
         }
+        // No CLIENT SETINFO on connect: it is one more round trip per new connection, and the
+        // client library reads both of its replies even after the first timed out, so a
+        // frozen server held a connect for twice its budget.
+        settings = settings.set_skip_set_lib_name();
         let tcp = redis::io::tcp::TcpSettings::default().set_nodelay(true);
         Ok(info.set_redis_settings(settings).set_tcp_settings(tcp))
     }

@@ -5,8 +5,13 @@
 //! only with time (or a reset), the retry time of every algorithm grows with the cost, and the
 //! local deadline is measured from the moment the request was *sent*, which is no later than
 //! the moment Redis decided. (A reset made by another process is not seen here: this process
-//! may keep denying the key until R has passed, never longer.) The retry_after reported to the
+//! may keep denying the key until R, or the horizon below, has passed, never longer.) The retry_after reported to the
 //! caller is measured from when the reply *arrived*, so it is never earlier than Redis's.
+//!
+//! A key is denied locally for at most [`HORIZON_NS`] before Redis is asked again: an operator
+//! who lifts a block (`flux clear`, a reset from another process) sees it lifted within that
+//! time in every process, while a client hammering a denied key still costs one round trip
+//! per second per process at most.
 //!
 //! Memory is bounded: a fixed number of slots in 64 shards, each shard a small set scanned
 //! linearly; a full shard replaces its expired or soonest-expiring entry.
@@ -16,6 +21,9 @@ use parking_lot::Mutex;
 use std::time::Instant;
 
 const SHARDS: usize = 64;
+
+/// How long a denial is answered locally before Redis is asked again (1 s).
+pub(crate) const HORIZON_NS: u64 = 1_000_000_000;
 
 struct Slot {
     hash: u64,
@@ -92,7 +100,7 @@ impl DenyCache {
             hash: 0,
             key: Box::from(key),
             cost,
-            deny_until: sent + decision.retry_after,
+            deny_until: sent + decision.retry_after.min(HORIZON_NS),
             report_until: arrived + decision.retry_after,
             reset_until: arrived + decision.reset_after,
             decision: *decision,

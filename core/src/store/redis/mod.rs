@@ -35,6 +35,7 @@
 
 mod breaker;
 mod config;
+mod connection;
 mod deny_cache;
 mod pool;
 mod scripts;
@@ -46,9 +47,10 @@ pub use scripts::{batch_source, multi_source, single_source};
 use crate::store::Store;
 use crate::{AlgorithmKind, Decision, Error, Limiter, Quota, Result};
 use breaker::{Admission, Breaker};
+use connection::{remaining, Conn, Manager};
 use deny_cache::DenyCache;
 use log::{debug, warn};
-use pool::{build_pool, remaining, Conn, Manager};
+use pool::Pool;
 use redis::{Cmd, ErrorKind, RedisError, Value};
 use scripts::{LimitSpec, Scripts};
 use std::fmt;
@@ -151,7 +153,7 @@ struct Shared {
     target: String,
     timeout: Duration,
     cluster: bool,
-    pool: r2d2::Pool<Manager>,
+    pool: Pool,
     /// Opens fresh connections for the breaker's probes, outside the pool.
     prober: Manager,
     breaker: Arc<Breaker>,
@@ -219,7 +221,7 @@ impl RedisStore {
         ));
         let manager = Manager::new(&config, infos.clone(), breaker.clone())?;
         let prober = Manager::new(&config, infos, breaker.clone())?;
-        let pool = build_pool(&config, manager);
+        let pool = Pool::new(manager, config.pool_size as usize);
         Ok(RedisStore {
             shared: Arc::new(Shared {
                 timeout: config.timeout(),
@@ -248,6 +250,31 @@ impl RedisStore {
             .run(|conn| conn.query(&redis::cmd("PING")))
             .map(|_| ())
             .map_err(|failure| Error::Store(failure.message))
+    }
+
+    /// Loads every Lua script into Redis's script cache now (SCRIPT LOAD; on a cluster,
+    /// every primary) and returns how many, so the first hits after start-up skip the
+    /// NOSCRIPT round trip. Optional: hits load a missing script by themselves.
+    pub fn load_scripts(&self) -> Result<usize> {
+        let scripts = Scripts::get();
+        self.shared
+            .run(|conn| {
+                let mut count = 0;
+                for loaded in scripts.all() {
+                    conn.load(&loaded.script, &loaded.code)?;
+                    count += 1;
+                }
+                Ok(count)
+            })
+            .map_err(|failure| Error::Store(failure.message))
+    }
+
+    /// Records that the limit named `prefix` fails open (`fail_open`) or closed whatever the
+    /// store's `fail_silently` says, so that the outage warning states what really happens to
+    /// its hits.
+    pub fn note_limit_policy(&self, prefix: &str, fail_open: bool) {
+        let name = prefix.strip_suffix(':').unwrap_or(prefix);
+        self.shared.breaker.note_policy(name, fail_open);
     }
 
     /// The store for one limit (what [`crate::LimiterBuilder::build_redis`] uses): `prefix`
@@ -511,7 +538,7 @@ impl RedisStore {
             let redis_key = limit.redis_key(key);
             if keys.contains(&redis_key) {
                 return Err(Error::InvalidArgument(format!(
-                    "limit {:?} ({}) appears twice for key {key:?} in one multi-limit hit",
+                    "limit {:?} ({}) appears twice for one key in one multi-limit hit",
                     limiter.prefix(),
                     limiter.algorithm()
                 )));
@@ -524,8 +551,9 @@ impl RedisStore {
             if let Some(other) = keys.iter().find(|k| key_slot(k) != slot) {
                 return Err(Error::InvalidArgument(format!(
                     "on a Redis Cluster the keys of one multi-limit hit must share a hash slot, \
-                     i.e. use the same identity: {:?} and {other:?} do not",
-                    keys[0]
+                     i.e. use the same identity: {} and {} do not",
+                    shown_key(&keys[0]),
+                    shown_key(other)
                 )));
             }
         }
@@ -581,7 +609,14 @@ impl RedisStore {
             Err(failure) => failure,
         };
         let failure = Failure {
-            message: format!("{} (keys {:?})", failure.message, keys),
+            message: format!(
+                "{} (keys {})",
+                failure.message,
+                keys.iter()
+                    .map(|k| shown_key(k))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
             ..failure
         };
         if now_us.is_some() || !shared.config.fail_silently {
@@ -602,6 +637,19 @@ impl RedisStore {
             decisions,
             source: Source::FailOpen(error),
         })
+    }
+}
+
+/// `redis_key` as messages and logs show it: the identity (the hash tag) is left out, so no
+/// client address, user id or API key reaches a log line or an error a web page may print.
+/// Limit names and key prefixes hold no braces (the builder refuses them), so the tag is
+/// from the first `{` to the last `}:`.
+pub(crate) fn shown_key(redis_key: &str) -> String {
+    match (redis_key.find('{'), redis_key.rfind("}:")) {
+        (Some(open), Some(close)) if open < close => {
+            format!("{}{{…}}{}", &redis_key[..open], &redis_key[close + 1..])
+        }
+        _ => "<a key>".to_string(),
     }
 }
 
@@ -669,10 +717,10 @@ impl RedisLimit {
                 scripts::single_decision(&value, limit)
             })
             .map_err(|failure| Failure {
-                message: if failure.message.contains(redis_key) {
+                message: if failure.message.contains("(key ") {
                     failure.message
                 } else {
-                    format!("{} (key {redis_key:?})", failure.message)
+                    format!("{} (key {})", failure.message, shown_key(redis_key))
                 },
                 ..failure
             })
@@ -823,12 +871,16 @@ impl Shared {
         };
         self.counters.round_trips.fetch_add(1, Ordering::Relaxed);
         let result = if probe {
-            match self.prober.open() {
-                Ok(mut conn) => f(&mut conn),
+            // A probe opens its own connection, within the same budget as any hit.
+            match self.prober.open_within(self.timeout) {
+                Ok(mut conn) => match conn.set_budget(remaining(start, self.timeout)) {
+                    Ok(()) => f(&mut conn),
+                    Err(err) => Err(err),
+                },
                 Err(err) => Err(err),
             }
         } else {
-            let mut conn = match self.pool.get_timeout(self.timeout) {
+            let mut conn = match self.pool.get(start + self.timeout) {
                 Ok(conn) => conn,
                 Err(err) => {
                     let err = err.to_string();
@@ -850,6 +902,8 @@ impl Shared {
                     });
                 }
             };
+            // Connecting took part of the budget: the command gets what is left. (A checkout
+            // under 1 ms keeps the full budget, which spares two syscalls per hit.)
             let budget = if start.elapsed() >= Duration::from_millis(1) {
                 remaining(start, self.timeout)
             } else {
@@ -943,7 +997,7 @@ impl Shared {
     fn rejected(&self, err: &RedisError, redis_key: &str) -> Failure {
         let (message, unavailable) = self.describe(err);
         Failure {
-            message: format!("{message} (key {redis_key:?})"),
+            message: format!("{message} (key {})", shown_key(redis_key)),
             unavailable,
         }
     }

@@ -1,333 +1,143 @@
-//! Connections: an r2d2 pool of `pool_size` connections to one server or to a cluster, each
-//! with connect and command timeouts of `timeout_ms`, and the one place where scripts are
-//! sent (EVALSHA, then SCRIPT LOAD and again after NOSCRIPT, pipelines included).
+//! The connection pool: at most `pool_size` connections per store, opened on demand by the
+//! caller that needs one, within that caller's own deadline.
 //!
-//! A connection that saw an I/O error or a timeout is marked broken and dropped by the pool,
-//! never reused: a late reply must not be read as the answer to the next command.
+//! Why not r2d2: r2d2 starts three helper threads per pool, parked on `parking_lot` condvars,
+//! as soon as the pool exists, and opens connections on them. A process that forks after
+//! building a store (gunicorn `--preload`, multiprocessing, Celery prefork) copies
+//! `parking_lot`'s global table of parked threads while the threads themselves vanish; glibc
+//! then hands their stacks to the child's first new threads, whose thread-local entries in
+//! that table are overwritten in place, and the child's next `parking_lot` thread spins
+//! forever in `ThreadData::new`. Here nothing runs in the background and the only blocking
+//! primitive is `std`'s futex-based `Condvar`, which keeps no global state. A connect also
+//! counts against the hit's `timeout_ms` instead of adding a second one (docs/architecture.md,
+//! "Redis store").
 
-use super::breaker::Breaker;
-use super::config::{address_of, RedisConfig};
-use crate::{Error, Result};
-use redis::cluster::{ClusterClient, ClusterConnection};
-use redis::{Cmd, ConnectionInfo, ConnectionLike, ErrorKind, RedisError, Value};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use super::connection::{Conn, Manager};
+use redis::RedisError;
+use std::ops::{Deref, DerefMut};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
-/// Where connections go.
-enum Target {
-    Single(redis::Client),
-    Cluster(ClusterClient),
+/// Connections of one store.
+pub(crate) struct Pool {
+    manager: Manager,
+    size: usize,
+    state: Mutex<State>,
+    /// Signalled when a connection is returned or a slot for one frees up.
+    freed: Condvar,
 }
 
-/// The r2d2 connection manager.
-pub(crate) struct Manager {
-    target: Target,
-    timeout: Duration,
-    breaker: Arc<Breaker>,
+struct State {
+    idle: Vec<Conn>,
+    /// Connections that exist: idle, checked out, or being opened.
+    open: usize,
 }
 
-enum Raw {
-    Single(redis::Connection),
-    Cluster(Box<ClusterConnection>),
+/// A checked-out connection; returned to the pool on drop (or dropped if broken).
+pub(crate) struct Pooled<'a> {
+    pool: &'a Pool,
+    conn: Option<Conn>,
 }
 
-/// One pooled connection.
-pub(crate) struct Conn {
-    raw: Raw,
-    broken: bool,
-    read_timeout: Duration,
+impl Pool {
+    /// A pool of at most `size` (≥ 1) connections opened by `manager`; none is opened yet.
+    pub(crate) fn new(manager: Manager, size: usize) -> Pool {
+        Pool {
+            manager,
+            size: size.max(1),
+            state: Mutex::new(State {
+                idle: Vec::new(),
+                open: 0,
+            }),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// A connection by `deadline`: an idle one, else a new one while fewer than `size`
+    /// exist (opened on this thread, within the time left), else the next one returned.
+    pub(crate) fn get(&self, deadline: Instant) -> Result<Pooled<'_>, RedisError> {
+        let mut state = self.lock();
+        loop {
+            if let Some(conn) = state.idle.pop() {
+                return Ok(self.pooled(conn));
+            }
+            if state.open < self.size {
+                state.open += 1;
+                drop(state);
+                let budget = deadline.saturating_duration_since(Instant::now());
+                return match self.manager.connect(budget) {
+                    Ok(conn) => Ok(self.pooled(conn)),
+                    Err(err) => {
+                        self.release_slot();
+                        Err(err)
+                    }
+                };
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("all {} pooled connections stayed busy", self.size),
+                )));
+            }
+            state = match self.freed.wait_timeout(state, left) {
+                Ok((state, _)) => state,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
+    }
+
+    fn pooled(&self, conn: Conn) -> Pooled<'_> {
+        Pooled {
+            pool: self,
+            conn: Some(conn),
+        }
+    }
+
+    /// A panic while holding the lock leaves the state consistent (no step of ours panics
+    /// half-way), so a poisoned lock is used as it is.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn release_slot(&self) {
+        self.lock().open -= 1;
+        self.freed.notify_one();
+    }
 }
 
-impl Manager {
-    pub(crate) fn new(
-        config: &RedisConfig,
-        infos: Vec<ConnectionInfo>,
-        breaker: Arc<Breaker>,
-    ) -> Result<Self> {
-        let timeout = config.timeout();
-        let target = if config.is_cluster() {
-            let client = ClusterClient::builder(infos)
-                .connection_timeout(timeout)
-                .response_timeout(timeout)
-                .retries(1)
-                .min_retry_wait(1)
-                .max_retry_wait(timeout.as_millis().max(1) as u64 / 4)
-                .build()
-                .map_err(|err| {
-                    Error::InvalidArgument(format!("invalid redis cluster configuration: {err}"))
-                })?;
-            Target::Cluster(client)
+impl Deref for Pooled<'_> {
+    type Target = Conn;
+
+    fn deref(&self) -> &Conn {
+        self.conn
+            .as_ref()
+            .expect("a pooled connection is present until dropped")
+    }
+}
+
+impl DerefMut for Pooled<'_> {
+    fn deref_mut(&mut self) -> &mut Conn {
+        self.conn
+            .as_mut()
+            .expect("a pooled connection is present until dropped")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        if self.pool.manager.has_broken(&conn) {
+            // Closed outside the lock: closing a socket may take a moment.
+            drop(conn);
+            self.pool.release_slot();
         } else {
-            let info = infos
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::InvalidArgument("no redis address configured".to_string()))?;
-            let address = address_of(&info);
-            let client = redis::Client::open(info).map_err(|err| {
-                Error::InvalidArgument(format!("invalid redis address {address}: {err}"))
-            })?;
-            Target::Single(client)
-        };
-        Ok(Manager {
-            target,
-            timeout,
-            breaker,
-        })
-    }
-
-    /// A new connection, bypassing the pool (the breaker's probe uses this).
-    pub(crate) fn open(&self) -> std::result::Result<Conn, RedisError> {
-        let raw = match &self.target {
-            Target::Single(client) => {
-                let con = client.get_connection_with_timeout(self.timeout)?;
-                con.set_read_timeout(Some(self.timeout))?;
-                con.set_write_timeout(Some(self.timeout))?;
-                Raw::Single(con)
-            }
-            Target::Cluster(client) => {
-                let con = client.get_connection()?;
-                con.set_read_timeout(Some(self.timeout))?;
-                con.set_write_timeout(Some(self.timeout))?;
-                Raw::Cluster(Box::new(con))
-            }
-        };
-        Ok(Conn {
-            raw,
-            broken: false,
-            read_timeout: self.timeout,
-        })
-    }
-}
-
-impl r2d2::ManageConnection for Manager {
-    type Connection = Conn;
-    type Error = RedisError;
-
-    fn connect(&self) -> std::result::Result<Conn, RedisError> {
-        if self.breaker.blocks_connect() {
-            // The pool retries in the background; while the breaker is open it must not
-            // hammer a dead server.
-            return Err(RedisError::from((
-                ErrorKind::Io,
-                "circuit breaker open: not reconnecting until the next probe",
-            )));
-        }
-        self.open()
-    }
-
-    fn is_valid(&self, conn: &mut Conn) -> std::result::Result<(), RedisError> {
-        conn.query(&redis::cmd("PING")).map(|_| ())
-    }
-
-    fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.broken
-            || match &conn.raw {
-                Raw::Single(con) => !con.is_open(),
-                Raw::Cluster(_) => false,
-            }
-    }
-}
-
-/// True for errors after which the connection's stream is in an unknown state.
-fn breaks_connection(err: &RedisError) -> bool {
-    matches!(
-        err.kind(),
-        ErrorKind::Io | ErrorKind::Parse | ErrorKind::ClusterConnectionNotFound
-    ) || err.is_timeout()
-}
-
-fn is_noscript(err: &RedisError) -> bool {
-    err.kind() == ErrorKind::Server(redis::ServerErrorKind::NoScript)
-        || err.code() == Some("NOSCRIPT")
-}
-
-impl Conn {
-    fn like(&mut self) -> &mut dyn ConnectionLike {
-        match &mut self.raw {
-            Raw::Single(con) => con,
-            Raw::Cluster(con) => con.as_mut(),
+            self.pool.lock().idle.push(conn);
+            self.pool.freed.notify_one();
         }
     }
-
-    /// Limits the next command's wait to `budget` (at least 1 ms).
-    pub(crate) fn set_budget(&mut self, budget: Duration) -> std::result::Result<(), RedisError> {
-        let budget = budget.max(Duration::from_millis(1));
-        if budget == self.read_timeout {
-            return Ok(());
-        }
-        match &self.raw {
-            Raw::Single(con) => {
-                con.set_read_timeout(Some(budget))?;
-                con.set_write_timeout(Some(budget))?;
-            }
-            Raw::Cluster(con) => {
-                con.set_read_timeout(Some(budget))?;
-                con.set_write_timeout(Some(budget))?;
-            }
-        }
-        self.read_timeout = budget;
-        Ok(())
-    }
-
-    /// Runs one command.
-    pub(crate) fn query(&mut self, cmd: &Cmd) -> std::result::Result<Value, RedisError> {
-        let result = cmd.query::<Value>(self.like());
-        if let Err(err) = &result {
-            if breaks_connection(err) {
-                self.broken = true;
-            }
-        }
-        result
-    }
-
-    /// Runs a script: EVALSHA, and after NOSCRIPT (script cache flushed, server restarted or
-    /// failed over) SCRIPT LOAD and EVALSHA once more.
-    pub(crate) fn eval(
-        &mut self,
-        script: &redis::Script,
-        code: &str,
-        evalsha: &Cmd,
-    ) -> std::result::Result<Value, RedisError> {
-        match self.query(evalsha) {
-            Err(err) if is_noscript(&err) => {
-                self.load(script, code)?;
-                self.query(evalsha)
-            }
-            other => other,
-        }
-    }
-
-    fn load(&mut self, script: &redis::Script, code: &str) -> std::result::Result<(), RedisError> {
-        let loaded = self.query(redis::cmd("SCRIPT").arg("LOAD").arg(code))?;
-        debug_assert!(
-            matches!(&loaded, Value::BulkString(sha) if sha == script.get_hash().as_bytes())
-                || matches!(&loaded, Value::SimpleString(sha) if sha == script.get_hash())
-        );
-        Ok(())
-    }
-
-    /// Runs several independent EVALSHA commands in one pipeline (one round trip). A command
-    /// that met NOSCRIPT did nothing, so after loading its script it is sent again (alone among
-    /// the pipeline's commands: the others already ran and must not run twice). On a cluster
-    /// the commands run one by one (their keys may live on different nodes).
-    pub(crate) fn eval_pipeline(
-        &mut self,
-        calls: &[(&redis::Script, &str, Cmd)],
-    ) -> std::result::Result<Vec<std::result::Result<Value, RedisError>>, RedisError> {
-        if let Raw::Cluster(_) = self.raw {
-            return Ok(calls
-                .iter()
-                .map(|(script, code, cmd)| self.eval(script, code, cmd))
-                .collect());
-        }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for (_, _, cmd) in calls {
-            pipe.add_command(cmd.clone());
-        }
-        let replies = match pipe.query::<Vec<Value>>(self.like()) {
-            Ok(replies) => replies,
-            Err(err) => {
-                if breaks_connection(&err) {
-                    self.broken = true;
-                }
-                return Err(err);
-            }
-        };
-        let mut out = Vec::with_capacity(calls.len());
-        let mut loaded: Vec<&str> = Vec::new();
-        for ((script, code, cmd), reply) in calls.iter().zip(replies) {
-            let result = match reply {
-                Value::ServerError(err) => Err(RedisError::from(err)),
-                value => Ok(value),
-            };
-            let result = match result {
-                Err(err) if is_noscript(&err) => {
-                    if !loaded.contains(&script.get_hash()) {
-                        self.load(script, code)?;
-                        loaded.push(script.get_hash());
-                    }
-                    self.query(cmd)
-                }
-                other => other,
-            };
-            out.push(result);
-        }
-        Ok(out)
-    }
-
-    /// Counts the keys matching `pattern` (SCAN, on every master of a cluster).
-    pub(crate) fn count_keys(&mut self, pattern: &str) -> std::result::Result<usize, RedisError> {
-        match &mut self.raw {
-            Raw::Single(con) => scan_count(pattern, |cmd| cmd.query::<Value>(con)),
-            Raw::Cluster(con) => {
-                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-                let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(con.as_mut())?;
-                let mut total = 0;
-                for line in nodes.lines() {
-                    let fields: Vec<&str> = line.split(' ').collect();
-                    if fields.len() < 3
-                        || !fields[2].contains("master")
-                        || fields[2].contains("fail")
-                    {
-                        continue;
-                    }
-                    let address = fields[1].split('@').next().unwrap_or_default();
-                    let Some((host, port)) = address.rsplit_once(':') else {
-                        continue;
-                    };
-                    let Ok(port) = port.parse::<u16>() else {
-                        continue;
-                    };
-                    let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
-                        host: host.to_string(),
-                        port,
-                    });
-                    total += scan_count(pattern, |cmd| con.route_command(cmd, route.clone()))?;
-                }
-                Ok(total)
-            }
-        }
-    }
-}
-
-/// Iterates SCAN MATCH `pattern` through `run` and counts the keys.
-fn scan_count(
-    pattern: &str,
-    mut run: impl FnMut(&Cmd) -> std::result::Result<Value, RedisError>,
-) -> std::result::Result<usize, RedisError> {
-    let mut cursor = "0".to_string();
-    let mut total = 0;
-    loop {
-        let reply = run(redis::cmd("SCAN")
-            .arg(&cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(1000))?;
-        let (next, keys): (String, Vec<Value>) = redis::from_redis_value(reply)?;
-        total += keys.len();
-        if next == "0" {
-            return Ok(total);
-        }
-        cursor = next;
-    }
-}
-
-/// Builds the pool: at most `pool_size` connections, opened lazily (a server that is down at
-/// start-up is not an error until a hit needs it), no PING on check-out (that would double
-/// the round trips), and no log line per failed connection attempt (the breaker logs).
-pub(crate) fn build_pool(config: &RedisConfig, manager: Manager) -> r2d2::Pool<Manager> {
-    r2d2::Pool::builder()
-        .max_size(config.pool_size)
-        .min_idle(Some(0))
-        .connection_timeout(config.timeout())
-        .test_on_check_out(false)
-        .error_handler(Box::new(r2d2::NopErrorHandler))
-        .build_unchecked(manager)
-}
-
-/// Time left of a budget that started at `start`.
-pub(crate) fn remaining(start: Instant, budget: Duration) -> Duration {
-    budget.saturating_sub(start.elapsed())
 }

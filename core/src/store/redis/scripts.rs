@@ -70,6 +70,15 @@ impl Scripts {
         })
     }
 
+    /// Every script flux sends, once each (what [`super::RedisStore::load_scripts`] loads).
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Loaded> {
+        self.single
+            .iter()
+            .chain(std::iter::once(&self.multi))
+            .chain(self.batch.iter())
+            .chain(std::iter::once(&self.batch_mixed))
+    }
+
     pub(crate) fn single(&self, kind: AlgorithmKind) -> &Loaded {
         &self.single[kind as usize]
     }

@@ -106,6 +106,14 @@ local function ttl_ms(us)
   return fmt(ms)
 end
 
+-- Raises for a key holding something that is not a `name` state. The message shows (the
+-- start of) what it holds but not the key: a key holds a client's identity, and errors end
+-- up in logs and on error pages.
+local function not_a_state(raw, name)
+  error('flux: the key holds ' .. string.format('%q', string.sub(raw, 1, 40)) .. ', not a '
+    .. name .. ' state')
+end
+
 -- The state string of a key, `count` numbers separated by single spaces; nil for a missing
 -- key. Plain find/sub rather than gmatch: this runs for every hit, and a pattern iterator
 -- costs more than the few numbers it splits. tonumber gives nil for anything but exactly one
@@ -119,7 +127,7 @@ local function load_numbers(key, name, count)
   for i = 1, count - 1 do
     local space = string.find(raw, ' ', from, true)
     if not space then
-      error('flux: key ' .. key .. ' holds ' .. raw .. ', not a ' .. name .. ' state')
+      not_a_state(raw, name)
     end
     out[i] = tonumber(string.sub(raw, from, space - 1))
     from = space + 1
@@ -127,7 +135,7 @@ local function load_numbers(key, name, count)
   out[count] = tonumber(string.sub(raw, from))
   for i = 1, count do
     if out[i] == nil then
-      error('flux: key ' .. key .. ' holds ' .. raw .. ', not a ' .. name .. ' state')
+      not_a_state(raw, name)
     end
   end
   return out
