@@ -1,7 +1,9 @@
 """Type stubs for the native module flux._flux (checked by mypy.stubtest in `make lint`)."""
 
 from collections.abc import Awaitable
-from typing import Final, Literal, final, overload
+from os import PathLike
+from pathlib import Path
+from typing import Any, Final, Literal, final, overload
 
 from typing_extensions import disjoint_base
 
@@ -11,8 +13,10 @@ __all__ = [
     "ManualClock",
     "RateLimitResult",
     "RedisStore",
+    "SharedRegion",
     "__version__",
     "ahit_many",
+    "default_shared_path",
     "hit_many",
 ]
 
@@ -109,9 +113,26 @@ class RedisStore:
     @property
     def timeout_ms(self) -> int: ...
 
+@final
+class SharedRegion:
+    """A shared-memory region: limiters of every process that opens its path share state."""
+
+    def __new__(
+        cls,
+        path: str | PathLike[str] | None = None,
+        *,
+        max_keys: int | None = None,
+        key_prefix: str = "flux:",
+    ) -> SharedRegion: ...
+    @property
+    def path(self) -> Path: ...
+    def stats(self) -> dict[str, Any]: ...
+
+def default_shared_path(key_prefix: str) -> Path: ...
+
 @disjoint_base
 class Limiter:
-    """One rate limit, on the embedded store or on a RedisStore."""
+    """One rate limit, on the embedded store, a RedisStore or a SharedRegion."""
 
     def __new__(
         cls,
@@ -125,6 +146,7 @@ class Limiter:
         prefix: str = "",
         store: RedisStore | None = None,
         fail_silently: bool | None = None,
+        region: SharedRegion | None = None,
     ) -> Limiter: ...
     def hit(self, key: str, endpoint: object | None = None, cost: int = 1) -> RateLimitResult: ...
     def ahit(
@@ -154,6 +176,8 @@ class Limiter:
     def store(self) -> RedisStore | None: ...
     @property
     def fail_silently(self) -> bool | None: ...
+    @property
+    def region(self) -> SharedRegion | None: ...
 
 def hit_many(items: list[tuple[Limiter, str, int]]) -> list[RateLimitResult]: ...
 def ahit_many(items: list[tuple[Limiter, str, int]]) -> Awaitable[list[RateLimitResult]]: ...

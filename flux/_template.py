@@ -42,8 +42,9 @@ key_prefix = "flux:"            # prefix of every key flux stores
 fail_silently = true            # Redis down: true lets requests through, false raises
 console_logging = false         # log to stderr
 # log_file = "flux.log"         # also log to this file (default: none)
-# storage = "memory"            # "memory" or "redis" (default: "redis" when [redis] or
-                                # $FLUX_REDIS_URL is set, else "memory")
+# storage = "memory"            # "memory", "redis" or "shared" (default: "redis" when
+                                # [redis] or $FLUX_REDIS_URL is set, else "memory");
+                                # $FLUX_STORAGE overrides it
 
 # Random extra delay in Retry-After, so blocked clients do not all come back at once.
 jitter_enabled = false

@@ -154,6 +154,11 @@ def describe_config(config: FluxConfig) -> str:
             f"redis: {redis.connection_url(redact=True)} (pool {redis.pool_size}, "
             f"timeout {redis.timeout_ms} ms, cluster {nodes})"
         )
+    if config.storage == "shared":
+        from flux._shared import region_path
+
+        max_keys = config.shared.max_keys if config.shared.max_keys is not None else 65536
+        lines.append(f"shared: {region_path(config)} (max_keys {max_keys})")
     jitter = f"up to {flux.jitter_max_ms} ms" if flux.jitter_enabled else "off"
     lines.append(
         f'flux: key_prefix "{flux.key_prefix}", fail_silently {str(flux.fail_silently).lower()}, '

@@ -11,9 +11,9 @@ A path passed to :func:`load_config` must exist. A ``$FLUX_CONFIG`` naming a fil
 not exist logs one warning naming it and gives the built-in defaults (as flux-limiter did, so a
 deployment that sets the variable everywhere still starts).
 
-Sections: ``[redis]``, ``[flux]``, ``[analytics]``, ``[rate_limit]`` (the default limit) and
-``[rate_limits.<name>]`` (named limits). Every value is checked: a malformed file, an unknown
-section or key, a wrong type (``true`` is not a number) or an out-of-range value raises
+Sections: ``[redis]``, ``[shared]``, ``[flux]``, ``[analytics]``, ``[rate_limit]`` (the default
+limit) and ``[rate_limits.<name>]`` (named limits). Every value is checked: a malformed file, an
+unknown section or key, a wrong type (``true`` is not a number) or an out-of-range value raises
 :class:`~flux.exceptions.ConfigError` naming the file, the dotted key and what was expected.
 Nothing falls back to defaults silently.
 
@@ -23,11 +23,16 @@ Named limits inherit from ``[rate_limit]``: a ``[rate_limits.<name>]`` table tha
 ``requests``, and is inherited together with ``requests`` when the table sets neither (as
 flux-limiter's ``RateLimiter.from_config`` did).
 
-Storage: ``[flux] storage`` when set; otherwise ``"redis"`` when the file has a ``[redis]``
-section or ``$FLUX_REDIS_URL`` is set; otherwise ``"memory"``.
+Storage: ``$FLUX_STORAGE`` when set; otherwise ``[flux] storage`` when set; otherwise
+``"redis"`` when the file has a ``[redis]`` section or ``$FLUX_REDIS_URL`` is set; otherwise
+``"memory"`` (and then, in a worker of a pre-fork server such as ``gunicorn -w 4``, a
+shared-memory region private to that server: see ``flux._prefork``). ``"shared"`` is the
+shared-memory store of ``[shared]``: every process of the machine that names the same region
+shares the same limits exactly, with no server.
 
-Environment: ``$FLUX_CONFIG`` (file path) and ``$FLUX_REDIS_URL`` (replaces ``[redis] url``,
-and with it host, port, password and db). An empty variable counts as unset.
+Environment: ``$FLUX_CONFIG`` (file path), ``$FLUX_STORAGE`` (``memory``, ``redis`` or
+``shared``) and ``$FLUX_REDIS_URL`` (replaces ``[redis] url``, and with it host, port, password
+and db). An empty variable counts as unset.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ __all__ = [
     "RateLimitDefaults",
     "RateLimitPolicy",
     "RedisConfig",
+    "SharedConfig",
     "find_config_file",
     "get_config",
     "load_config",
@@ -75,18 +81,28 @@ logger = logging.getLogger("flux.config")
 # --- names: every file name, environment variable and section name lives here ----------------
 CONFIG_ENV = "FLUX_CONFIG"
 REDIS_URL_ENV = "FLUX_REDIS_URL"
+STORAGE_ENV = "FLUX_STORAGE"
 SEARCH_PATHS = ("flux.toml", "config/flux.toml")
 
 SECTION_REDIS = "redis"
+SECTION_SHARED = "shared"
 SECTION_FLUX = "flux"
 SECTION_ANALYTICS = "analytics"
 SECTION_RATE_LIMIT = "rate_limit"
 SECTION_RATE_LIMITS = "rate_limits"
-SECTIONS = (SECTION_REDIS, SECTION_FLUX, SECTION_ANALYTICS, SECTION_RATE_LIMIT, SECTION_RATE_LIMITS)
+SECTIONS = (
+    SECTION_REDIS,
+    SECTION_SHARED,
+    SECTION_FLUX,
+    SECTION_ANALYTICS,
+    SECTION_RATE_LIMIT,
+    SECTION_RATE_LIMITS,
+)
 
 STORAGE_MEMORY = "memory"
 STORAGE_REDIS = "redis"
-STORAGES = (STORAGE_MEMORY, STORAGE_REDIS)
+STORAGE_SHARED = "shared"
+STORAGES = (STORAGE_MEMORY, STORAGE_REDIS, STORAGE_SHARED)
 
 # The one proxy header believed from trusted proxies (never both: a proxy that writes one passes
 # the other through from the client, who could then choose its own identity).
@@ -216,6 +232,31 @@ class RedisConfig:
 
 
 @dataclass(frozen=True)
+class SharedConfig:
+    """``[shared]``: the shared-memory region when ``storage`` is ``"shared"``.
+
+    ``path`` is the region file (``None``: ``/dev/shm/flux-<uid>-<key_prefix>`` on Linux, the
+    temporary directory elsewhere; the C ABI's default is the same). ``max_keys`` is the most
+    keys the region holds at once, every limit together (``None``: 65536, 2.5 MiB); it sizes
+    the region when it is created, and every process naming the region must agree on it. The
+    region never grows: a flood of new keys reuses the slots of keys back at full capacity,
+    then evicts the least recently used.
+    """
+
+    _SECTION: ClassVar[str] = SECTION_SHARED
+
+    path: str | None = field(
+        default=None, metadata=_check(checks.optional(checks.text(empty=False)))
+    )
+    max_keys: int | None = field(
+        default=None, metadata=_check(checks.optional(checks.integer(1, 1 << 25)))
+    )
+
+    def __post_init__(self) -> None:
+        _settle(self, self._SECTION)
+
+
+@dataclass(frozen=True)
 class FluxSettings:
     """``[flux]``: behaviour shared by every limit.
 
@@ -225,7 +266,8 @@ class FluxSettings:
     - ``console_logging`` / ``log_file``: also log to stderr / to this file (default: neither).
     - ``jitter_enabled`` / ``jitter_max_ms``: add 0..jitter_max_ms of random delay to
       ``Retry-After`` so denied clients do not all return at once.
-    - ``storage``: ``"memory"`` or ``"redis"``; ``None`` lets flux decide (see the module doc).
+    - ``storage``: ``"memory"``, ``"redis"`` or ``"shared"``; ``None`` lets flux decide (see
+      the module doc).
     - ``trusted_proxies``: networks whose ``X-Forwarded-For``/``Forwarded`` headers are believed
       (none by default); bare addresses are single-host networks.
     - ``hash_keys``: store a digest of each client identity instead of the identity itself, so
@@ -418,7 +460,7 @@ class FluxConfig:
     """The whole validated configuration: one attribute per flux.toml section.
 
     ``path`` is the file it came from (``None``: built-in defaults). ``storage`` is the resolved
-    store, ``"memory"`` or ``"redis"``; when constructing in code it defaults to
+    store, ``"memory"``, ``"redis"`` or ``"shared"``; when constructing in code it defaults to
     ``flux.storage``, else ``"redis"`` when flux-limiter's flat Redis settings are given, else
     ``"memory"``.
 
@@ -443,6 +485,10 @@ class FluxConfig:
     rate_limits: NamedLimits
     path: Path | None
     storage: str
+    shared: SharedConfig
+    # False when no storage was chosen anywhere (the memory store by default): a worker of a
+    # pre-fork server then shares its limits with the other workers (flux._prefork).
+    storage_configured: bool = field(default=True, init=False, compare=False, repr=False)
 
     def __init__(
         self,
@@ -453,6 +499,7 @@ class FluxConfig:
         rate_limits: Mapping[str, LimitConfig | Mapping[str, Any]] | None = None,
         path: str | PathLike[str] | None = None,
         storage: str | None = None,
+        shared: SharedConfig | None = None,
         **flat: Any,
     ) -> None:
         """Build from sections and/or flux-limiter's flat keywords (applied on top of them).
@@ -464,7 +511,13 @@ class FluxConfig:
             close = difflib.get_close_matches(unknown[0], [*FLAT_NAMES, *_SECTION_TYPES], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise TypeError(f"FluxConfig() got an unexpected keyword argument {unknown[0]!r}{hint}")
-        sections = {"redis": redis, "flux": flux, "analytics": analytics, "rate_limit": rate_limit}
+        sections = {
+            "redis": redis,
+            "shared": shared,
+            "flux": flux,
+            "analytics": analytics,
+            "rate_limit": rate_limit,
+        }
         for name, value in sections.items():
             self._set_section(name, value if value is not None else _SECTION_TYPES[name]())
         object.__setattr__(self, "path", Path(path) if path is not None else None)
@@ -473,10 +526,13 @@ class FluxConfig:
         self.rate_limits = NamedLimits(rate_limits, self._default_limit, self.path)
         if storage is None:
             storage = self.flux.storage
+        chosen = storage is not None
         if storage is None:
             redis_given = any(FLAT_NAMES[name][0] == REDIS_SECTION for name in flat)
+            chosen = redis_given
             storage = STORAGE_REDIS if redis_given else STORAGE_MEMORY
         self.storage = storage
+        object.__setattr__(self, "storage_configured", chosen)
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Checks what is assigned: sections by type, ``storage`` and named limits by value."""
@@ -487,6 +543,7 @@ class FluxConfig:
                 expected = ", ".join(STORAGES)
                 raise ConfigError(f"expected one of {expected}, got {value!r}", key="storage")
             object.__setattr__(self, name, value)
+            object.__setattr__(self, "storage_configured", True)
         elif name == SECTION_RATE_LIMITS:
             object.__setattr__(self, name, NamedLimits(value, self._default_limit, self.path))
         else:
@@ -574,6 +631,7 @@ class FluxConfig:
 
 _SECTION_TYPES: dict[str, type] = {
     SECTION_REDIS: RedisConfig,
+    SECTION_SHARED: SharedConfig,
     SECTION_FLUX: FluxSettings,
     SECTION_ANALYTICS: AnalyticsConfig,
     SECTION_RATE_LIMIT: LimitConfig,
@@ -716,13 +774,21 @@ def _build(data: dict[str, Any], path: Path | None, environ: Mapping[str, str]) 
         named[name] = _table(
             table, path, key, f"a table ([{key}]) with requests, period, burst, policy"
         )
-    if flux.storage is not None:
+    shared = _section(SharedConfig, data, path, SECTION_SHARED)
+    env_storage = environ.get(STORAGE_ENV) or None
+    storage: str | None
+    if env_storage is not None:
+        try:
+            storage = checks.choice(STORAGES)(env_storage)
+        except checks.Invalid as exc:
+            raise ConfigError(exc.describe(), key=STORAGE_ENV) from None
+    elif flux.storage is not None:
         storage = flux.storage
     elif SECTION_REDIS in data or env_url is not None:
         storage = STORAGE_REDIS
     else:
-        storage = STORAGE_MEMORY
-    return FluxConfig(redis, flux, analytics, default, named, path, storage)
+        storage = None  # the memory store, unless this is a pre-fork server's worker
+    return FluxConfig(redis, flux, analytics, default, named, path, storage, shared)
 
 
 def find_config_file(path: str | PathLike[str] | None = None) -> Path | None:

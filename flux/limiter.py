@@ -2,7 +2,8 @@
 
 ``RateLimiter`` subclasses the native ``flux._flux.Limiter``, so ``hit`` runs straight in Rust
 with no Python frame in between; this module only resolves configuration: the quota, and the
-store (the embedded one, or the process-wide Redis store of ``[redis]``, see ``flux._redis``).
+store (the embedded one, the process-wide Redis store of ``[redis]``, see ``flux._redis``, or
+the shared-memory region of ``[shared]``, see ``flux._shared``).
 """
 
 from __future__ import annotations
@@ -10,11 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flux import _flux
+from flux import _flux, _prefork
 from flux._flux import ManualClock, RateLimitResult
 from flux._logging import apply_log_settings
 from flux._redis import preload_scripts, shared_store
-from flux.config import STORAGE_REDIS, FluxConfig, LimitConfig, RateLimitPolicy, get_config
+from flux._shared import shared_region
+from flux.config import (
+    STORAGE_REDIS,
+    STORAGE_SHARED,
+    FluxConfig,
+    LimitConfig,
+    RateLimitPolicy,
+    get_config,
+)
 from flux.exceptions import RateLimitExceeded
 
 # preload_scripts is re-exported here because flux-limiter defined it in flux.limiter.
@@ -33,8 +42,10 @@ class RateLimiter(_flux.Limiter):
     :class:`RateLimitResult`; a denied hit changes nothing. ``await ahit(...)`` is the same
     for async code. Thread-safe.
 
-    Storage follows ``config.storage``: the embedded store, or Redis, shared by every process
-    (one connection pool per process for all limiters of one ``[redis]`` section). On Redis,
+    Storage follows ``config.storage``: the embedded store; Redis, shared by every process
+    (one connection pool per process for all limiters of one ``[redis]`` section); or the
+    shared-memory region of ``[shared]``, shared exactly by every process of the machine that
+    names it (gunicorn or uvicorn workers, Celery workers, scripts, C programs). On Redis,
     ``fail_silently`` (default: the limit's own ``fail_silently``, else ``[flux]
     fail_silently``) says what a hit does when Redis fails: pass, flagged
     ``result.fail_open``, or raise :class:`flux.ConnectionError`.
@@ -87,21 +98,47 @@ class RateLimiter(_flux.Limiter):
         if redis and fail_silently is None:
             # [rate_limits.<name>] fail_silently, where the configuration has it.
             fail_silently = getattr(defaults, "fail_silently", None)
-        if not redis and max_keys is None:
+        shared = config.storage == STORAGE_SHARED
+        if shared and max_keys is not None:
+            raise ValueError(
+                "invalid argument: max_keys bounds the memory store; the shared region's "
+                "size is [shared] max_keys"
+            )
+        if not redis and not shared and max_keys is None:
             max_keys = config.flux.max_keys
-        self = super().__new__(
-            cls,
-            requests,
-            period,
-            burst=burst,
-            policy=policy_name,
-            max_keys=max_keys,
-            clock=clock,
-            # The Redis store adds [flux] key_prefix to every key itself; embedded keys carry it.
-            prefix=named if redis else f"{config.flux.key_prefix}{named}",
-            store=shared_store(config) if redis else None,
-            fail_silently=fail_silently,
-        )
+        region = shared_region(config) if shared else None
+        automatic = False
+        if region is None and not redis and not config.storage_configured and max_keys is None:
+            # No storage configured: the workers of one pre-fork server share their limits.
+            region = _prefork.server_region()
+            automatic = region is not None
+
+        def build(region: _flux.SharedRegion | None) -> RateLimiter:
+            return super(RateLimiter, cls).__new__(
+                cls,
+                requests,
+                period,
+                burst=burst,
+                policy=policy_name,
+                max_keys=max_keys,
+                clock=clock,
+                # The Redis store adds [flux] key_prefix to every key itself; other stores'
+                # keys carry it (in a shared region it keeps apart two applications' limits).
+                prefix=named if redis else f"{config.flux.key_prefix}{named}",
+                store=shared_store(config) if redis else None,
+                fail_silently=fail_silently,
+                region=region,
+            )
+
+        try:
+            self = build(region)
+        except ValueError as exc:
+            if not automatic:
+                raise
+            # A limit the shared store cannot hold (sliding_log, a very large sliding window)
+            # was not asked to be shared: it keeps the per-process store, said once.
+            _prefork.cannot_share(policy_name, exc)
+            self = build(None)
         self.config = config
         self.name = name
         return self
@@ -153,7 +190,9 @@ class RateLimiter(_flux.Limiter):
 
     @property
     def storage(self) -> str:
-        """Where this limit's state lives: ``"memory"`` or ``"redis"``."""
+        """Where this limit's state lives: ``"memory"``, ``"redis"`` or ``"shared"``."""
+        if self.region is not None:
+            return "shared"
         return "memory" if self.store is None else "redis"
 
     def is_allowed(self, key: str, cost: int = 1) -> bool:

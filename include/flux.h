@@ -2,7 +2,8 @@
  * flux: a rate limiter, the C ABI. SPDX-License-Identifier: MIT
  *
  * Conventions:
- * - Opaque handles (flux_limiter, flux_clock, flux_redis) are created by *_new functions and
+ * - Opaque handles (flux_limiter, flux_clock, flux_redis, flux_shared) are created by *_new (or
+ *   *_open) functions and
  *   released by *_free functions, which accept NULL.
  * - Fallible functions return a flux_result: FLUX_RESULT_OK (0) or a failure code, and then
  *   flux_last_error() names the bad value. Results are written through out-params, which are
@@ -170,11 +171,11 @@ typedef enum flux_algorithm {
 typedef struct flux_clock flux_clock;
 
 /*
- One rate limit applied to many keys, its state in the embedded (in-process) store or in
- Redis.
+ One rate limit applied to many keys, its state in the embedded (in-process) store, in
+ Redis, or in a shared-memory region of the machine.
 
- Opaque: create with `flux_limiter_new` (embedded store) or `flux_limiter_new_redis`,
- release with `flux_limiter_free`. Thread-safe:
+ Opaque: create with `flux_limiter_new` (embedded store), `flux_limiter_new_redis` or
+ `flux_limiter_new_shared`, release with `flux_limiter_free`. Thread-safe:
  every function except `flux_limiter_free` may be called on the same handle from any number
  of threads at once without locking on the caller's side; each hit is one atomic update of
  its key's state.
@@ -190,6 +191,16 @@ typedef struct flux_limiter flux_limiter;
  built on it (their connections are the parent's sockets): it makes its own.
  */
 typedef struct flux_redis flux_redis;
+
+/*
+ A shared-memory region (a memory-mapped file, under /dev/shm on Linux) holding the state of
+ limiters in every process that opens it. Opaque: create with `flux_shared_open`, release
+ with `flux_shared_free`. Thread-safe.
+
+ Unlike a `flux_redis`, a region stays valid in a child after `fork()`: the mapping is
+ inherited and shared, and the child's limiters keep sharing state with the parent's.
+ */
+typedef struct flux_shared flux_shared;
 
 /*
  How to build a limiter. Zero-initialise it (`flux_limiter_options opts = {0};`), then set
@@ -334,6 +345,54 @@ typedef struct flux_redis_options {
    */
   bool fail_closed;
 } flux_redis_options;
+
+/*
+ Which region to open. Zero-initialise it (`flux_shared_options opts = {0};`): every zero
+ field means its default, the region named after the user and "flux:".
+ */
+typedef struct flux_shared_options {
+  /*
+   The region file (NUL-terminated); NULL means the default path for `key_prefix`:
+   `/dev/shm/flux-<uid>-<key_prefix>` on Linux (non-alphanumeric characters of the prefix
+   as `_`), the temporary directory elsewhere. Python's `[shared]` default is the same.
+   */
+  const char *path;
+  /*
+   Names the default region (NUL-terminated); NULL means "flux:" (Python's default
+   `key_prefix`, so that C and Python processes meet in one region). Ignored when `path`
+   is set.
+   */
+  const char *key_prefix;
+  /*
+   The most keys the region holds at once (every limit in it together), used when the
+   region is created; 0 means 65536 (2.5 MiB). An existing region keeps its size: a
+   non-zero value that differs from it is an error.
+   */
+  size_t max_keys;
+} flux_shared_options;
+
+/*
+ What a region holds now (a scan of every slot: for monitoring, not for hot paths).
+ */
+typedef struct flux_shared_stats {
+  /*
+   Slots in the region: the most keys it holds at once.
+   */
+  uint64_t slots;
+  /*
+   Keys held now (keys back at full capacity and not yet reused included).
+   */
+  uint64_t live;
+  /*
+   Claims of a slot in progress, or left by a killed process until reused.
+   */
+  uint64_t pending;
+  /*
+   Live keys evicted (least recently used first) to make room, since the region was
+   created.
+   */
+  uint64_t evictions;
+} flux_shared_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -560,8 +619,11 @@ enum flux_result flux_limiter_reset(const struct flux_limiter *limiter,
  limiter, and even the same key, may appear several times (later elements see the earlier
  ones); or all on one `flux_redis`, where the batch is one atomic script (one round trip),
  each (limiter, key) may appear once, and on a Redis Cluster every element must use the same
- key (one identity, one hash slot). A Redis failure gives `FLUX_RESULT_STORE_ERROR` when
- failing closed, or a passing batch whose decisions say `FLUX_SOURCE_FAIL_OPEN`.
+ key (one identity, one hash slot); or all on shared-memory regions (`flux_shared`), where
+ every limit is checked and then hit in order (all or nothing, except that another process
+ taking the last unit of a later limit in between leaves the earlier ones counted for a
+ denied batch). A Redis failure gives `FLUX_RESULT_STORE_ERROR` when failing closed, or a
+ passing batch whose decisions say `FLUX_SOURCE_FAIL_OPEN`.
 
  Returns `FLUX_RESULT_OK`, or on failure (nothing counted, outputs untouched, and
  `flux_last_error()` naming the element, e.g. `hits[2]: key is not valid UTF-8 ...`):
@@ -674,6 +736,84 @@ enum flux_result flux_limiter_new_redis(const struct flux_limiter_options *optio
  Thread safety: safe to call from any thread.
  */
 const char *flux_result_message(int result);
+
+/*
+ Opens the region described by `*options`, creating it (mode 0600) if it does not exist,
+ and writes the new handle to `*out`.
+
+ Returns `FLUX_RESULT_OK`, or on failure (with `*out` untouched and `flux_last_error()`
+ naming the path and what to do):
+ - `FLUX_RESULT_NULL_ARGUMENT`: `options` or `out` is NULL;
+ - `FLUX_RESULT_INVALID_UTF8`: `path` or `key_prefix` is not UTF-8;
+ - `FLUX_RESULT_INVALID_ARGUMENT`: `max_keys` out of range;
+ - `FLUX_RESULT_STORE_ERROR`: the file cannot be created, opened, sized or mapped (missing
+   directory, no space, not a regular file), or it is not a usable region (another program's
+   file, another flux layout version, truncated, corrupted, another `max_keys`).
+
+ Ownership: `options` (and the strings it points to) is borrowed for the duration of the
+ call. The caller owns the new handle and releases it with `flux_shared_free`; limiters
+ built on it keep their own reference, so it may be freed before them.
+ Thread safety: safe to call from any thread.
+
+ # Safety
+ `options` must be NULL or point to an initialised `flux_shared_options` whose strings are
+ NULL or NUL-terminated; `out` must be NULL or valid for a write of one pointer.
+ */
+enum flux_result flux_shared_open(const struct flux_shared_options *options,
+                                  struct flux_shared **out);
+
+/*
+ Releases a region handle made by `flux_shared_open` (the region file stays, with its
+ state, for the other processes). NULL is accepted and does nothing.
+
+ Limiters built on it keep working: they hold their own reference to the mapping.
+ Thread safety: no other call may use this handle during or after this one.
+
+ # Safety
+ `shared` must be NULL or a live handle from `flux_shared_open`, freed only once.
+ */
+void flux_shared_free(struct flux_shared *shared);
+
+/*
+ Writes what the region holds now to `*out`.
+
+ Returns `FLUX_RESULT_OK`, or `FLUX_RESULT_NULL_ARGUMENT` when `shared` or `out` is NULL
+ (`*out` untouched).
+ Thread safety: safe to call concurrently with any other call on the same handle.
+
+ # Safety
+ `shared` must be NULL or a live handle; `out` must be NULL or valid for a write of one
+ `flux_shared_stats`.
+ */
+enum flux_result flux_shared_get_stats(const struct flux_shared *shared,
+                                       struct flux_shared_stats *out);
+
+/*
+ Builds a limiter whose state lives in the region `shared` from `*options` and writes the
+ new handle to `*out`. Every process whose limiter has the same algorithm and `prefix` on
+ the same region shares its keys' state: they see one limit, exactly. Hits are lock-free
+ (one compare-and-swap) and never wait for another process.
+
+ `options->clock` may be set (tests); NULL means the machine's wall clock
+ (CLOCK_REALTIME), which every process of the machine reads alike. `max_keys` must be 0:
+ the region's size was set when it was created (`flux_shared_options.max_keys`).
+
+ Returns `FLUX_RESULT_OK`, or the failures of `flux_limiter_new`; also
+ `FLUX_RESULT_NULL_ARGUMENT` when `shared` is NULL, and `FLUX_RESULT_INVALID_ARGUMENT` when
+ `max_keys` is set, for `FLUX_ALGORITHM_SLIDING_LOG` (its state does not fit a slot) and for
+ a sliding window too large for the region's 64-bit state (the message gives the bound).
+ On failure `*out` is untouched.
+
+ Ownership: `options` is borrowed for the duration of the call; the limiter keeps its own
+ reference to the region. The caller owns the new limiter (`flux_limiter_free`).
+ Thread safety: safe to call from any thread.
+
+ # Safety
+ As for `flux_limiter_new`; `shared` must be NULL or a live handle from `flux_shared_open`.
+ */
+enum flux_result flux_limiter_new_shared(const struct flux_limiter_options *options,
+                                         const struct flux_shared *shared,
+                                         struct flux_limiter **out);
 
 /*
  The version of the flux library actually loaded, e.g. "0.1.0".

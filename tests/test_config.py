@@ -30,7 +30,7 @@ from flux.exceptions import ConfigError, FluxError
 @pytest.fixture(autouse=True)
 def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Each test runs in an empty directory, with no flux variables and no cached config."""
-    for name in (config_module.CONFIG_ENV, config_module.REDIS_URL_ENV):
+    for name in (config_module.CONFIG_ENV, config_module.REDIS_URL_ENV, config_module.STORAGE_ENV):
         monkeypatch.delenv(name, raising=False)
     work = tmp_path / "cwd"
     work.mkdir()

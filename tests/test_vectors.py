@@ -9,22 +9,33 @@ from pathlib import Path
 import pytest
 
 from flux import FluxConfig, ManualClock, RateLimiter
+from flux.config import FluxSettings, SharedConfig
 
 VECTORS = sorted((Path(__file__).parent / "vectors").glob("*.json"))
 
 
+@pytest.mark.parametrize("storage", ["memory", "shared"])
 @pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])
-def test_vector_replays_exactly(path: Path) -> None:
+def test_vector_replays_exactly(path: Path, storage: str, tmp_path: Path) -> None:
     vector = json.loads(path.read_text())
     quota = vector["quota"]
     clock = ManualClock(0)
+    config = FluxConfig()
+    if storage == "shared":
+        config = FluxConfig(
+            flux=FluxSettings(storage="shared"), shared=SharedConfig(path=str(tmp_path / "r"))
+        )
+        if vector["algorithm"] == "sliding_log":
+            with pytest.raises(ValueError, match="shared store does not support sliding_log"):
+                RateLimiter(1, 1, policy="sliding_log", config=config)
+            return
     limiter = RateLimiter(
         quota["requests"],
         quota["period_us"] / 1e6,
         burst=quota.get("burst"),
         policy=vector["algorithm"],
         clock=clock,
-        config=FluxConfig(),
+        config=config,
     )
     for i, step in enumerate(vector["steps"]):
         clock.set(step["now_us"] / 1e6)

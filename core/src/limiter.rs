@@ -175,6 +175,19 @@ impl LimiterBuilder {
         self.build_with(|quota, kind, prefix| Ok(Box::new(store.limit(quota, kind, prefix)?)))
     }
 
+    /// Builds the limiter on the shared-memory region `region`: every process that opens the
+    /// same region and builds a limiter with the same prefix and algorithm shares its keys.
+    /// Without an explicit clock it reads [`crate::store::shared::SharedClock`], the one
+    /// timeline every process of the machine agrees on.
+    #[cfg(all(feature = "shared", unix))]
+    pub fn build_shared(self, region: &crate::store::shared::SharedRegion) -> Result<Limiter> {
+        let clock = self
+            .clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(crate::store::shared::SharedClock));
+        self.build_with(|quota, kind, prefix| region.store(quota, kind, prefix, clock))
+    }
+
     /// Builds the limiter on a store made by `make_store` (e.g. the Redis store).
     pub fn build_with(
         self,

@@ -13,6 +13,9 @@ Metrics (counts are estimates scaled back from sampled events, so they may be fr
 - ``flux_analytics_stream_length`` (gauge): entries in the Redis event stream
 - ``flux_analytics_dropped_events_total`` (counter): events lost to a failing sink
 - ``flux_breaker_state{state}`` (gauge): workers whose Redis circuit breaker is in ``state``
+- ``flux_shared_slots{path}``, ``flux_shared_keys{path, state="live"|"pending"}`` (gauges) and
+  ``flux_shared_evictions_total{path}`` (counter): each shared-memory region this process has
+  open (``storage = "shared"``), as every process using it sees it
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from flux import _shared
 from flux.analytics.aggregate import LATENCY_BUCKETS, Snapshot
 
 __all__ = ["CONTENT_TYPE", "render"]
@@ -146,6 +150,33 @@ def render(snapshot: Snapshot) -> str:
         (
             f"flux_breaker_state{_labels(state=state)} {count}"
             for state, count in sorted(snapshot.breakers.items())
+        ),
+    )
+    regions = [region.stats() for region in _shared.open_regions()]
+    out += _family(
+        "flux_shared_slots",
+        "gauge",
+        "Slots of a shared-memory region: the most keys it holds at once.",
+        (f"flux_shared_slots{_labels(path=str(r['path']))} {r['slots']}" for r in regions),
+    )
+    out += _family(
+        "flux_shared_keys",
+        "gauge",
+        "Keys held in a shared-memory region (pending: claims in progress or left by a "
+        "killed process).",
+        (
+            f"flux_shared_keys{_labels(path=str(r['path']), state=state)} {r[state]}"
+            for r in regions
+            for state in ("live", "pending")
+        ),
+    )
+    out += _family(
+        "flux_shared_evictions_total",
+        "counter",
+        "Keys evicted from a shared-memory region, least recently used first, to make room.",
+        (
+            f"flux_shared_evictions_total{_labels(path=str(r['path']))} {r['evictions']}"
+            for r in regions
         ),
     )
     return "\n".join(out) + "\n"

@@ -17,8 +17,9 @@ from urllib.parse import parse_qs
 from flux import RateLimiter, analytics
 from flux.config import FluxConfig
 
-# The decisions themselves on the embedded store of each worker; analytics go to Redis.
-LIMITER = RateLimiter(3, 60, config=FluxConfig())
+# The decisions themselves on the embedded store of each worker (chosen explicitly: with no
+# storage configured, gunicorn's workers would share one limit); analytics go to Redis.
+LIMITER = RateLimiter(3, 60, config=FluxConfig(storage="memory"))
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

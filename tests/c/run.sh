@@ -177,6 +177,21 @@ else
 fi
 stop_redis
 
+# One limit, two languages, no server: 60 hits from C, then 60 from Python, against 100 per
+# hour on one key of one shared-memory region must pass exactly 100 in total.
+shared_interop() {
+    local region="$build/shared-interop-region" c_allowed py_allowed
+    rm -f "$region"
+    c_allowed=$("$build/shared_interop" "$region" "flux:interop:" client 60) || return 1
+    py_allowed=$("$python" tests/c/shared_interop.py "$region" client 60) || return 1
+    rm -f "$region"
+    echo "allowed: $c_allowed from C + $py_allowed from Python"
+    [[ $((c_allowed + py_allowed)) -eq 100 && $c_allowed -eq 60 ]]
+}
+run "shared interop: build" "$CC" "${c_flags[@]}" -O1 tests/c/shared_interop.c \
+    -o "$build/shared_interop" "${shared[@]}"
+run "shared interop: C and Python share one limit in one shared-memory region" shared_interop
+
 run "test_api: build against libflux.a" \
     "$CC" "${c_flags[@]}" -O2 tests/c/test_api.c -o "$build/test_api.static" "${static[@]}"
 run "test_api (static libflux.a)" "$build/test_api.static"

@@ -224,6 +224,10 @@ impl<A: Algorithm> Store for MemoryStore<A> {
         Some(self)
     }
 
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
     fn sweep(&self) -> usize {
         let now = self.clock.now();
         let mut dropped = 0;

@@ -4,11 +4,15 @@
 //! - [`memory::MemoryStore`]: the embedded store, the default; nothing else needs to run.
 //! - [`redis::RedisStore`] (feature `redis`): state in Redis, shared by every process and
 //!   language that links the core.
+//! - [`shared::SharedRegion`] (feature `shared`, Unix): state in a memory-mapped region shared
+//!   by every process of the machine, lock-free.
 
 pub mod memory;
 pub mod multi;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(all(feature = "shared", unix))]
+pub mod shared;
 
 use crate::{Decision, Result};
 
@@ -33,6 +37,18 @@ pub trait Store: Send + Sync {
 
     /// Forgets every key whose state is back to full capacity; returns how many were dropped.
     fn sweep(&self) -> usize;
+
+    /// The store's name in messages ("memory", "redis", "shared").
+    fn name(&self) -> &'static str {
+        "custom"
+    }
+
+    /// What a hit of `cost` on `key` would decide now, without counting it, for a store that
+    /// takes part in a multi-limit hit by checking first and then hitting (the shared store);
+    /// `None` for the others.
+    fn try_hit(&self, _key: &str, _cost: u64) -> Option<Result<Decision>> {
+        None
+    }
 
     /// The store's shard locks, when it can take part in an atomic multi-limit hit in process
     /// (the embedded store); `None` for stores that do it their own way (Redis: one script).

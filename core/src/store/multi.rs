@@ -4,8 +4,61 @@
 //! per-second limit turns away. For the embedded store this locks every shard involved (in one
 //! global order, so two multi-hits cannot deadlock), evaluates each limit on a scratch copy of
 //! its state, and writes the copies back only when every limit passed.
+//!
+//! The shared store has no lock to hold across several keys (each key is one compare-and-swap,
+//! so that a killed process can leave nothing held), so a batch on it checks every limit
+//! first and then hits them in order. Alone, that is the same all-or-nothing; when another
+//! process takes the last of a later limit between the check and the hit, the batch is denied
+//! after the earlier limits were counted: it can then spend budget on a denied request, never
+//! let one through that a limit refuses.
 
 use crate::{Decision, Error, Limiter, Result};
+
+/// A batch on the shared store: every limit checked, then, if all would pass, hit in order
+/// until one is denied (see the module doc for the race this leaves).
+fn check_then_hit(items: &[(&Limiter, &str, u64)]) -> Result<Vec<Decision>> {
+    let mut checked = Vec::with_capacity(items.len());
+    for &(limiter, key, cost) in items {
+        limiter.check_cost(cost)?;
+        let decision = limiter.store().try_hit(key, cost).ok_or_else(|| {
+            Error::InvalidArgument("the shared store cannot check a hit without taking it".into())
+        })??;
+        checked.push(decision);
+    }
+    let untaken = |(limiter, key, _): &(&Limiter, &str, u64)| -> Result<Decision> {
+        let seen = limiter.peek(key)?;
+        Ok(Decision {
+            allowed: true,
+            retry_after: 0,
+            ..seen
+        })
+    };
+    if !checked.iter().all(|d| d.allowed) {
+        return items
+            .iter()
+            .zip(checked)
+            .map(|(item, decision)| {
+                if decision.allowed {
+                    untaken(item)
+                } else {
+                    Ok(decision)
+                }
+            })
+            .collect();
+    }
+    let mut decisions = Vec::with_capacity(items.len());
+    for (index, &(limiter, key, cost)) in items.iter().enumerate() {
+        let decision = limiter.hit(key, cost)?;
+        decisions.push(decision);
+        if !decision.allowed {
+            for item in &items[index + 1..] {
+                decisions.push(untaken(item)?);
+            }
+            break;
+        }
+    }
+    Ok(decisions)
+}
 
 /// A store whose keys live in shards that can be locked from outside (the embedded store).
 pub trait LockableStore: Sync {
@@ -38,13 +91,20 @@ pub trait ShardLock {
 /// All limiters must be on the embedded store (Redis limiters use their store's own multi-limit
 /// script, one round trip).
 pub fn hit_many(items: &[(&Limiter, &str, u64)]) -> Result<Vec<Decision>> {
+    let shared = |limiter: &Limiter| limiter.store().name() == "shared";
+    if !items.is_empty() && items.iter().all(|(limiter, _, _)| shared(limiter)) {
+        return check_then_hit(items);
+    }
     let mut located = Vec::with_capacity(items.len());
     for &(limiter, key, cost) in items {
         limiter.check_cost(cost)?;
         let store = limiter.store().lockable().ok_or_else(|| {
-            Error::InvalidArgument(
-                "an in-process multi-limit hit needs every limiter on the embedded store".into(),
-            )
+            Error::InvalidArgument(format!(
+                "an in-process multi-limit hit needs every limiter on one kind of store, all \
+                 on the embedded store or all on the shared store (here one is on the {} \
+                 store)",
+                limiter.store().name(),
+            ))
         })?;
         let (shard, hash) = store.locate_key(key);
         // Stores are ordered by address: a total order shared by every concurrent caller.

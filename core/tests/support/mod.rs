@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod rng;
+pub mod shared;
 pub mod vectors;
 
 use flux_core::store::redis::{RedisConfig, RedisStore};

@@ -12,11 +12,11 @@ use flux_core::{Error, Limiter, LimiterBuilder, Quota};
 use std::ffi::c_char;
 use std::sync::Arc;
 
-/// One rate limit applied to many keys, its state in the embedded (in-process) store or in
-/// Redis.
+/// One rate limit applied to many keys, its state in the embedded (in-process) store, in
+/// Redis, or in a shared-memory region of the machine.
 ///
-/// Opaque: create with `flux_limiter_new` (embedded store) or `flux_limiter_new_redis`,
-/// release with `flux_limiter_free`. Thread-safe:
+/// Opaque: create with `flux_limiter_new` (embedded store), `flux_limiter_new_redis` or
+/// `flux_limiter_new_shared`, release with `flux_limiter_free`. Thread-safe:
 /// every function except `flux_limiter_free` may be called on the same handle from any number
 /// of threads at once without locking on the caller's side; each hit is one atomic update of
 /// its key's state.
@@ -34,7 +34,7 @@ pub(crate) struct RedisBacking {
 }
 
 impl flux_limiter {
-    /// A limiter on the embedded store.
+    /// A limiter on a store the core decides alone (embedded or shared memory: not Redis).
     pub(crate) fn memory(limiter: Limiter) -> flux_limiter {
         flux_limiter {
             limiter,

@@ -1,7 +1,7 @@
 //! The C ABI: the `flux_*` functions declared in `include/flux.h`.
 //!
 //! Conventions (the header repeats them for C users):
-//! - Opaque handles (`flux_limiter`, `flux_clock`, `flux_redis`) are created by `_new`
+//! - Opaque handles (`flux_limiter`, `flux_clock`, `flux_redis`, `flux_shared`) are created by `_new`
 //!   functions and released by `_free` functions, which accept NULL.
 //! - Fallible functions return a [`flux_result`] (`FLUX_RESULT_OK` = 0, stable numbers) and write
 //!   their results through out-params, which stay untouched on failure. [`flux_last_error`]
@@ -15,7 +15,8 @@
 //! One file per job: `guard` (panic catching and NULL checks), `error` (the thread-local last
 //! error), `result` (codes and the core error mapping), `args` (keys and C strings), `version`,
 //! `algorithm`, `clock`, `decision`, `limiter`, `multi` (the all-or-nothing multi-limit hit),
-//! `redis` (limiters whose state lives in Redis).
+//! `redis` (limiters whose state lives in Redis), `shared` (limiters whose state lives in a
+//! shared-memory region of the machine).
 
 #![allow(non_camel_case_types)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -32,6 +33,8 @@ mod limiter;
 mod multi;
 mod redis;
 mod result;
+#[cfg(unix)]
+mod shared;
 mod version;
 
 #[cfg(test)]
@@ -54,6 +57,11 @@ pub use redis::{
     flux_redis_ping,
 };
 pub use result::{flux_result, flux_result_message};
+#[cfg(unix)]
+pub use shared::{
+    flux_limiter_new_shared, flux_shared, flux_shared_free, flux_shared_get_stats,
+    flux_shared_open, flux_shared_options, flux_shared_stats,
+};
 pub use version::{
     flux_version, FLUX_VERSION_MAJOR, FLUX_VERSION_MINOR, FLUX_VERSION_NUMBER, FLUX_VERSION_PATCH,
 };

@@ -46,8 +46,11 @@ pub struct flux_hit {
 /// limiter, and even the same key, may appear several times (later elements see the earlier
 /// ones); or all on one `flux_redis`, where the batch is one atomic script (one round trip),
 /// each (limiter, key) may appear once, and on a Redis Cluster every element must use the same
-/// key (one identity, one hash slot). A Redis failure gives `FLUX_RESULT_STORE_ERROR` when
-/// failing closed, or a passing batch whose decisions say `FLUX_SOURCE_FAIL_OPEN`.
+/// key (one identity, one hash slot); or all on shared-memory regions (`flux_shared`), where
+/// every limit is checked and then hit in order (all or nothing, except that another process
+/// taking the last unit of a later limit in between leaves the earlier ones counted for a
+/// denied batch). A Redis failure gives `FLUX_RESULT_STORE_ERROR` when failing closed, or a
+/// passing batch whose decisions say `FLUX_SOURCE_FAIL_OPEN`.
 ///
 /// Returns `FLUX_RESULT_OK`, or on failure (nothing counted, outputs untouched, and
 /// `flux_last_error()` naming the element, e.g. `hits[2]: key is not valid UTF-8 ...`):

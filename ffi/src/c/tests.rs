@@ -451,3 +451,137 @@ fn redis_configuration_errors_are_codes() {
         flux_limiter_free(memory);
     }
 }
+
+#[cfg(unix)]
+mod shared {
+    use super::*;
+
+    /// A region at a fresh temporary path, removed when dropped.
+    struct Region {
+        path: std::path::PathBuf,
+        handle: *mut flux_shared,
+    }
+
+    impl Region {
+        fn open(tag: &str) -> Region {
+            let path =
+                std::env::temp_dir().join(format!("flux-ffi-shared-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let handle = open(&path, 0).unwrap();
+            Region { path, handle }
+        }
+    }
+
+    impl Drop for Region {
+        fn drop(&mut self) {
+            // SAFETY: a live handle, freed once.
+            unsafe { flux_shared_free(self.handle) };
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+
+    fn open(path: &std::path::Path, max_keys: usize) -> Result<*mut flux_shared, flux_result> {
+        let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+        let options = flux_shared_options {
+            path: cpath.as_ptr(),
+            key_prefix: ptr::null(),
+            max_keys,
+        };
+        let mut out = ptr::null_mut();
+        // SAFETY: valid pointers.
+        match unsafe { flux_shared_open(&options, &mut out) } {
+            flux_result::Ok => Ok(out),
+            code => {
+                assert!(out.is_null(), "out-param untouched on failure");
+                Err(code)
+            }
+        }
+    }
+
+    fn new_shared(
+        options: &flux_limiter_options,
+        shared: *const flux_shared,
+    ) -> Result<*mut flux_limiter, flux_result> {
+        let mut out = ptr::null_mut();
+        // SAFETY: valid pointers.
+        match unsafe { flux_limiter_new_shared(options, shared, &mut out) } {
+            flux_result::Ok => Ok(out),
+            code => {
+                assert!(out.is_null(), "out-param untouched on failure");
+                Err(code)
+            }
+        }
+    }
+
+    #[test]
+    fn limiters_on_two_handles_of_one_region_share_a_limit() {
+        let region = Region::open("share");
+        let second = open(&region.path, 0).unwrap();
+        let a = new_shared(&options(3, 60_000_000_000), region.handle).unwrap();
+        let b = new_shared(&options(3, 60_000_000_000), second).unwrap();
+        // SAFETY: live handle, freed once; the limiter keeps the mapping.
+        unsafe { flux_shared_free(second) };
+        assert!(hit(a, b"k", 2).unwrap().allowed);
+        assert!(hit(b, b"k", 1).unwrap().allowed);
+        assert!(!hit(a, b"k", 1).unwrap().allowed);
+        let mut stats = flux_shared_stats::default();
+        // SAFETY: valid pointers.
+        assert_eq!(
+            unsafe { flux_shared_get_stats(region.handle, &mut stats) },
+            flux_result::Ok
+        );
+        assert_eq!((stats.live, stats.pending, stats.evictions), (1, 0, 0));
+        assert!(stats.slots >= 65_536);
+        // SAFETY: live handles, freed once.
+        unsafe {
+            flux_limiter_free(a);
+            flux_limiter_free(b);
+        }
+    }
+
+    #[test]
+    fn shared_limiter_refusals_are_clear() {
+        let region = Region::open("refusals");
+        let mut sliding_log = options(10, 60_000_000_000);
+        sliding_log.algorithm = AlgorithmKind::SlidingLog as u32;
+        assert_eq!(
+            new_shared(&sliding_log, region.handle),
+            Err(flux_result::InvalidArgument)
+        );
+        assert!(last_error().contains("sliding_log"), "{}", last_error());
+        let mut bounded = options(10, 60_000_000_000);
+        bounded.max_keys = 10;
+        assert_eq!(
+            new_shared(&bounded, region.handle),
+            Err(flux_result::InvalidArgument)
+        );
+        assert!(last_error().contains("max_keys"), "{}", last_error());
+        assert_eq!(
+            new_shared(&options(10, 1), ptr::null()),
+            Err(flux_result::NullArgument)
+        );
+        assert_eq!(open(&region.path, 12), Err(flux_result::StoreError));
+        assert!(
+            last_error().contains(region.path.to_str().unwrap()),
+            "{}",
+            last_error()
+        );
+        let missing = std::path::Path::new("/nonexistent-flux-dir/region");
+        assert_eq!(open(missing, 0), Err(flux_result::StoreError));
+        assert!(last_error().contains("/nonexistent-flux-dir/region"));
+        let mut out = ptr::null_mut();
+        // SAFETY: NULL options are refused before anything is read.
+        assert_eq!(
+            unsafe { flux_shared_open(ptr::null(), &mut out) },
+            flux_result::NullArgument
+        );
+        // SAFETY: NULL is accepted.
+        unsafe { flux_shared_free(ptr::null_mut()) };
+        let mut stats = flux_shared_stats::default();
+        // SAFETY: NULL handle refused.
+        assert_eq!(
+            unsafe { flux_shared_get_stats(ptr::null(), &mut stats) },
+            flux_result::NullArgument
+        );
+    }
+}

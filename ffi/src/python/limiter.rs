@@ -1,4 +1,5 @@
-//! `Limiter`: one rate limit, on the embedded store or on a `RedisStore`; the base class of
+//! `Limiter`: one rate limit, on the embedded store, a `RedisStore` or a `SharedRegion`; the
+//! base class of
 //! `flux.RateLimiter`. Also the multi-limit hits `hit_many` / `ahit_many`.
 
 use crate::python::aio::{self, Job, Ready, Reply, Slot, Work};
@@ -6,6 +7,7 @@ use crate::python::clock::ManualClock;
 use crate::python::errors::to_py;
 use crate::python::redis_store::{resolve, resolve_many, Policy, RedisStore, StoreHandle};
 use crate::python::result::RateLimitResult;
+use crate::python::shared_region::SharedRegion;
 use flux_core::store::redis::{Outcome, Source};
 use flux_core::store::Store;
 use flux_core::{AlgorithmKind, Clock, Decision, Error, Quota};
@@ -23,6 +25,9 @@ use std::sync::Arc;
 pub struct Limiter {
     inner: Arc<flux_core::Limiter>,
     redis: Option<RedisBinding>,
+    /// The region of a limiter on the shared-memory store (hits go through `inner` as on the
+    /// embedded store: lock-free, no I/O, so the GIL is kept).
+    region: Option<Py<SharedRegion>>,
 }
 
 /// A Redis-backed limiter's store, failure policy and (tests only) explicit clock.
@@ -192,7 +197,7 @@ impl Limiter {
     #[new]
     #[pyo3(signature = (
         requests, period, *, burst=None, policy="gcra", max_keys=None, clock=None, prefix="",
-        store=None, fail_silently=None
+        store=None, fail_silently=None, region=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -206,6 +211,7 @@ impl Limiter {
         prefix: &str,
         store: Option<Py<RedisStore>>,
         fail_silently: Option<bool>,
+        region: Option<Py<SharedRegion>>,
     ) -> PyResult<Self> {
         let requests = positive(requests, "requests")?;
         let burst = burst.map(|b| positive(b, "burst")).transpose()?;
@@ -218,6 +224,24 @@ impl Limiter {
             .algorithm(kind)
             .max_keys(max_keys)
             .prefix(prefix);
+        if let Some(region) = region {
+            if store.is_some() || max_keys.is_some() {
+                return Err(PyValueError::new_err(
+                    "invalid argument: a limiter on a SharedRegion takes neither store (Redis) \
+                     nor max_keys (the region's size is set when it is created)",
+                ));
+            }
+            let builder = match clock {
+                Some(clock) => builder.clock(clock.inner.clone()),
+                None => builder,
+            };
+            let inner = builder.build_shared(&region.get().region).map_err(to_py)?;
+            return Ok(Limiter {
+                inner: Arc::new(inner),
+                redis: None,
+                region: Some(region),
+            });
+        }
         let Some(store) = store else {
             let builder = match clock {
                 Some(clock) => builder.clock(clock.inner.clone()),
@@ -226,6 +250,7 @@ impl Limiter {
             return Ok(Limiter {
                 inner: Arc::new(builder.build_memory().map_err(to_py)?),
                 redis: None,
+                region: None,
             });
         };
         if max_keys.is_some() {
@@ -253,6 +278,7 @@ impl Limiter {
                 policy,
                 clock: clock.map(|clock| clock.inner.clone()),
             }),
+            region: None,
         })
     }
 
@@ -425,6 +451,12 @@ impl Limiter {
         self.redis.as_ref().map(|redis| redis.store.clone_ref(py))
     }
 
+    /// The `SharedRegion` holding this limit's state; None on the other stores.
+    #[getter]
+    fn region(&self, py: Python<'_>) -> Option<Py<SharedRegion>> {
+        self.region.as_ref().map(|region| region.clone_ref(py))
+    }
+
     /// The failure policy on Redis: True lets hits pass when Redis fails (flagged
     /// `fail_open`), False raises `flux.ConnectionError`; None on the embedded store.
     #[getter]
@@ -448,7 +480,7 @@ fn group<'a>(items: &'a [(PyRef<'_, Limiter>, String, u64)]) -> PyResult<Group<'
     let mixed = || {
         PyValueError::new_err(
             "invalid argument: a multi-limit hit needs every limiter on one store: all on the \
-             embedded store, or all on the same RedisStore",
+             embedded store, all on shared regions, or all on the same RedisStore",
         )
     };
     match &first.redis {

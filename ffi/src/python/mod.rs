@@ -9,6 +9,7 @@ mod limiter;
 mod logging;
 mod redis_store;
 mod result;
+mod shared_region;
 
 use pyo3::prelude::*;
 use pyo3::types::IntoPyDict;
@@ -22,6 +23,8 @@ fn _flux(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<result::RateLimitResult>()?;
     m.add_class::<clock::ManualClock>()?;
     m.add_class::<redis_store::RedisStore>()?;
+    m.add_class::<shared_region::SharedRegion>()?;
+    m.add_function(wrap_pyfunction!(shared_region::default_shared_path, m)?)?;
     m.add_function(wrap_pyfunction!(limiter::hit_many, m)?)?;
     m.add_function(wrap_pyfunction!(limiter::ahit_many, m)?)?;
     let after_fork = wrap_pyfunction!(redis_store::_after_fork_in_child, m)?;

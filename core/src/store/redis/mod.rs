@@ -816,6 +816,10 @@ impl Store for RedisLimit {
         self.reset_key(key)
     }
 
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
     /// Keys held in Redis for this limit (a SCAN: for diagnostics, not for hot paths); 0 when
     /// Redis cannot be reached.
     fn len(&self) -> usize {

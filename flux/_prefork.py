@@ -1,0 +1,194 @@
+"""Zero-configuration sharing for the workers of a pre-fork server.
+
+With no storage configured (no ``[flux] storage``, no ``[redis]``, no ``$FLUX_STORAGE``), a
+process that is one worker of a pre-fork server keeps its limits in a shared-memory region
+private to that server: ``gunicorn -w 4`` enforces exactly N for the whole server, nothing is
+shared with another server, and a restarted server starts fresh. A plain process (a script, a
+test, a single-process server) keeps the per-process store.
+
+Detected (Linux, from ``/proc``): a process whose parent runs ``gunicorn``, ``uvicorn``,
+``hypercorn``, ``granian`` or ``uwsgi`` (their workers are forked or spawned by the master), and
+the master of ``gunicorn --preload`` itself (it builds the limiters before forking its
+workers). The region is named after the master's process id and start time, so a restarted
+server, even one given the same process id, never meets its predecessor's region; regions of
+servers that are gone are removed when a new one is made.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from flux import _flux
+
+__all__ = ["SERVERS", "Server", "cannot_share", "detect", "server_region"]
+
+log = logging.getLogger("flux")
+
+SERVERS = ("gunicorn", "uvicorn", "hypercorn", "granian", "uwsgi")
+
+# The default_shared_path name of an automatic region: "auto-<server>-<pid>-<start>".
+_AUTO = "auto"
+
+_lock = threading.Lock()
+_region: _flux.SharedRegion | None = None
+_region_for: Server | None = None
+_warned = False
+_unshared: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Server:
+    """A pre-fork server's master process: its name, process id and start time (clock ticks
+    since boot, which tells a restarted server from its predecessor with a reused pid)."""
+
+    name: str
+    pid: int
+    started: str
+
+    @property
+    def region_name(self) -> str:
+        return f"{_AUTO}-{self.name}-{self.pid}-{self.started}"
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def _started(pid: int) -> str | None:
+    """Field 22 of /proc/<pid>/stat (after the command name, which may hold spaces)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _server_name(argv: list[str]) -> str | None:
+    """The server that ``argv`` runs: its program (``gunicorn``, ``/venv/bin/uvicorn``, a
+    setproctitle title such as ``gunicorn: master [app]``) or ``python -m <server>``."""
+    if not argv or not argv[0].strip():
+        return None
+
+    def program(arg: str) -> str:
+        return os.path.basename(arg.split(":")[0].split()[0]) if arg.strip() else ""
+
+    def server(name: str) -> str | None:
+        for server in SERVERS:
+            if name == server or name.startswith(f"{server}-") or name == f"{server}.py":
+                return server
+        return None
+
+    first = program(argv[0])
+    if not first.startswith("python"):
+        return server(first)
+    if len(argv) >= 3 and argv[1] == "-m":
+        module = argv[2].split(".")[0]
+        return module if module in SERVERS else None
+    # A console script run through its shebang: python /venv/bin/gunicorn ...
+    return server(program(argv[1])) if len(argv) >= 2 else None
+
+
+_detected: tuple[int, Server | None] | None = None
+
+
+def detect() -> Server | None:
+    """The pre-fork server this process is a worker (or preloading master) of, if any (read
+    once per process: a forked child looks again)."""
+    global _detected
+    cached = _detected
+    if cached is not None and cached[0] == os.getpid():
+        return cached[1]
+    server = _detect()
+    _detected = (os.getpid(), server)
+    return server
+
+
+def _detect() -> Server | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getppid()
+    name = _server_name(_cmdline(parent))
+    if name is not None:
+        started = _started(parent)
+        return Server(name, parent, started) if started is not None else None
+    own = _cmdline(os.getpid())
+    if _server_name(own) == "gunicorn" and "--preload" in own:
+        started = _started(os.getpid())
+        return Server("gunicorn", os.getpid(), started) if started is not None else None
+    return None
+
+
+def _remove_stale(directory: Path) -> None:
+    """Removes the automatic regions of this user whose server is gone."""
+    prefix = f"flux-{os.getuid()}-{_AUTO}-"
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        parts = entry.name[len(prefix) :].rsplit("-", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            continue
+        if _started(int(parts[1])) != parts[2]:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+
+
+def server_region() -> _flux.SharedRegion | None:
+    """The region private to this process's pre-fork server, or ``None`` for a plain process.
+
+    When the region cannot be opened, logs one warning naming the path and what to do, and
+    returns ``None``: the process then keeps the per-process store.
+    """
+    global _region, _region_for, _warned
+    server = detect()
+    if server is None:
+        return None
+    with _lock:
+        if _region is not None and _region_for == server:
+            return _region
+        path = Path(_flux.default_shared_path(server.region_name))
+        try:
+            if not path.exists():
+                _remove_stale(path.parent)
+            region = _flux.SharedRegion(path)
+        except (OSError, ValueError) as exc:
+            if not _warned:
+                _warned = True
+                log.warning(
+                    "flux: this process is a %s worker but its limits cannot be shared with "
+                    "the other workers (%s); each worker keeps its own count. Set [flux] "
+                    'storage = "shared" with a [shared] path that works, or use Redis.',
+                    server.name,
+                    exc,
+                )
+            return None
+        _region, _region_for = region, server
+        return region
+
+
+def cannot_share(policy: str, reason: Exception) -> None:
+    """Logs, once per algorithm, that a limit keeps the per-process store in a worker."""
+    with _lock:
+        if policy in _unshared:
+            return
+        _unshared.add(policy)
+    log.warning(
+        "flux: a %s limit cannot be shared between this server's workers (%s); it keeps a "
+        "count per worker. Use another algorithm, or Redis, to share it.",
+        policy,
+        reason,
+    )
