@@ -28,6 +28,7 @@ from flux.config import FluxConfig, RateLimitPolicy, get_config
 from flux.identity import Identifier, KeySpec
 from flux.integrations import find_request
 from flux.integrations._limits import (
+    LIMITED_FLAG,
     BadCost,
     Check,
     Cost,
@@ -333,7 +334,12 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             integration, request, sub = locate(args, kwargs)
-            if lane is not None and integration is not None:
+            state = integration.state(request) if integration is not None else None
+            if (
+                lane is not None
+                and integration is not None
+                and (state is None or state.pending is None)
+            ):
                 try:
                     identity, result = lane.hit(integration, request, args, kwargs, endpoint)
                 except (StoreUnavailable, BadCost) as error:
@@ -341,7 +347,6 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                     if undecided is None:  # a bad cost under a limit that fails open
                         return await func(*args, **kwargs)
                     return undecided.deny(integration)
-                state = integration.state(request)
                 if state is None and result.allowed:
                     response = await func(*args, **kwargs)
                     if headers_on_success:
@@ -375,7 +380,12 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             integration, request, sub = locate(args, kwargs)
-            if lane is not None and integration is not None:
+            state = integration.state(request) if integration is not None else None
+            if (
+                lane is not None
+                and integration is not None
+                and (state is None or state.pending is None)
+            ):
                 try:
                     identity, result = lane.hit(integration, request, args, kwargs, endpoint)
                 except (StoreUnavailable, BadCost) as error:
@@ -383,7 +393,6 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                     if undecided is None:  # a bad cost under a limit that fails open
                         return func(*args, **kwargs)
                     return undecided.deny(integration)
-                state = integration.state(request)
                 if state is None and result.allowed:
                     response = func(*args, **kwargs)
                     if headers_on_success:
@@ -416,4 +425,7 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
     if params.signature is not None:
         wrapper.__signature__ = params.signature  # type: ignore[attr-defined]
     _groups[wrapper] = (func, declared)
+    # In the wrapper's __dict__ on purpose: django's method_decorator copies it onto the
+    # method it builds, so a middleware can tell that a view counts its hits itself.
+    setattr(wrapper, LIMITED_FLAG, True)
     return wrapper

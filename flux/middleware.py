@@ -13,8 +13,10 @@ For each request the most specific matching ``paths`` rule applies, else ``defau
 ``"/api/"`` (trailing slash) matches every path under it; ``"/login"`` matches ``/login`` and
 ``/login/...``; a rule with ``*`` is a glob. Exempt paths and methods are never counted.
 
-A decorated view adds its limits to the middleware's: the middleware's hit counts first (a
-request it denies never reaches the view), and the view's headers list both limits.
+A decorated view adds its limits to the middleware's, all or nothing: when the framework
+tells which view a request goes to and that view has limits of its own, the middleware leaves
+its hit pending on the request and the view counts both in one hit, so a request the view
+refuses costs the middleware's limit nothing. The view's headers list both limits.
 """
 
 from __future__ import annotations
@@ -26,8 +28,16 @@ from typing import Any, Union
 from flux.config import FluxConfig, LimitConfig, get_config
 from flux.headers import AppliedLimit, build_headers
 from flux.identity import Identifier, KeySpec
-from flux.integrations._common import Integration
-from flux.integrations._limits import Check, Limit, Rule, aevaluate, evaluate, shared_limit
+from flux.integrations._common import Integration, RequestState
+from flux.integrations._limits import (
+    Check,
+    Limit,
+    Rule,
+    aevaluate,
+    counts_its_own_hits,
+    evaluate,
+    shared_limit,
+)
 from flux.integrations._unavailable import OnUnavailable, Unavailable
 
 __all__ = ["GlobalLimits", "LimitSpec"]
@@ -143,19 +153,33 @@ class GlobalLimits:
                 return rule
         return self._default
 
-    def check(self, integration: Integration, request: Any) -> Check | Unavailable | None:
-        """Count the request against its rule; None when nothing applies."""
+    def check(
+        self, integration: Integration, request: Any, view: Any = None
+    ) -> Check | Unavailable | None:
+        """Count the request against its rule; None when nothing applies, or when ``view``
+        (the view the request is routed to, if the framework tells) has limits of its own:
+        then the rule is left pending on the request and the view counts it with its own
+        limits, all or nothing."""
         rule = self.rule_for(integration.path(request), integration.method(request))
-        if rule is None:
+        if rule is None or self._deferred(rule, integration, request, view):
             return None
         return evaluate([rule], integration, request, endpoint=rule.label)
 
-    async def acheck(self, integration: Integration, request: Any) -> Check | Unavailable | None:
+    async def acheck(
+        self, integration: Integration, request: Any, view: Any = None
+    ) -> Check | Unavailable | None:
         """:meth:`check` for async middlewares."""
         rule = self.rule_for(integration.path(request), integration.method(request))
-        if rule is None:
+        if rule is None or self._deferred(rule, integration, request, view):
             return None
         return await aevaluate([rule], integration, request, endpoint=rule.label)
+
+    @staticmethod
+    def _deferred(rule: Rule, integration: Integration, request: Any, view: Any) -> bool:
+        if view is None or not counts_its_own_hits(view, integration.method(request)):
+            return False
+        integration.set_state(request, RequestState(pending=rule))
+        return True
 
     @property
     def headers_on_success(self) -> bool:

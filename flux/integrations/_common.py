@@ -34,10 +34,16 @@ class RequestState:
 
     A decorated view adds its own limits to ``applied`` when it writes the headers and sets
     ``decorated``, so the middleware then leaves the headers alone.
+
+    ``pending`` is a middleware's rule not yet counted: when the request goes to a view with
+    limits of its own, the middleware leaves its hit to the view, which counts it together
+    with its own limits in one all-or-nothing hit (a request the view refuses costs the
+    middleware's limit nothing).
     """
 
     applied: list[AppliedLimit] = field(default_factory=list)
     decorated: bool = False
+    pending: Any = None
 
 
 class Integration:

@@ -227,6 +227,25 @@ def _cost_arity(cost: Callable[..., int]) -> int:
     return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
 
 
+#: Set on every ``rate_limit`` wrapper (see :func:`counts_its_own_hits`).
+LIMITED_FLAG = "__flux_limited__"
+
+
+def counts_its_own_hits(view: Any, method: str | None = None) -> bool:
+    """Whether calling ``view`` goes through ``rate_limit`` (a function view, or for a class
+    view the handler of ``method``, or its ``dispatch``): a middleware then leaves its hit to
+    the view, which counts both limits in one all-or-nothing hit."""
+    if getattr(view, LIMITED_FLAG, False):
+        return True
+    cls = getattr(view, "view_class", None) or getattr(view, "cls", None)
+    if cls is None:
+        return False
+    handlers = ["dispatch"]
+    if method is not None:
+        handlers.append(method.lower())
+    return any(getattr(getattr(cls, name, None), LIMITED_FLAG, False) for name in handlers)
+
+
 class BadCost(ValueError):
     """A cost callable returned what no limit can count (0, a negative number, more than the
     capacity, not an int). The request is passed or refused as the limit's failure policy
@@ -582,13 +601,54 @@ def _evaluate_one(
 ) -> Check | Unavailable | None:
     """:func:`evaluate` for a single rule, the usual case, without a plan to build."""
     if rule.methods is not None and not _method_in(rule.methods, integration, request):
-        return None
+        return _pending_alone(integration, request, endpoint)
     try:
         identity, result = rule.hit(integration, request, args, kwargs, endpoint)
     except (StoreUnavailable, BadCost) as error:
         return unavailable([rule], integration, request, error)
     state = integration.state(request) if integration is not None else None
     return Check([rule], [identity], [result], state)
+
+
+def _store_of(rule: Rule) -> tuple[str, int]:
+    """Which store a rule's hits go to: rules of one store can be hit all-or-nothing."""
+    limiter = rule.limit.limiter
+    return limiter.storage, id(limiter.store)
+
+
+def _with_pending(
+    rules: Sequence[Rule], integration: Integration | None, request: Any, endpoint: str | None
+) -> tuple[Sequence[Rule], Check | Unavailable | None]:
+    """``rules`` with the middleware's pending rule first (taken off the request), to be hit
+    together. A pending rule on another store than the view's is hit alone first: a refusal
+    is the answer; else its result joins the request's applied limits."""
+    state = integration.state(request) if integration is not None else None
+    if state is None or state.pending is None:
+        return rules, None
+    pending: Rule = state.pending
+    state.pending = None
+    if all(_store_of(rule) == _store_of(pending) for rule in rules):
+        return [pending, *rules], None
+    check = _evaluate_one(pending, integration, request, (), _NO_KWARGS, endpoint)
+    if check is None or check.denied or not isinstance(check, Check):
+        return rules, check
+    state.applied.append(
+        AppliedLimit(pending.label, pending.limit.limiter.period, check.results[0])
+    )
+    return rules, None
+
+
+def _pending_alone(
+    integration: Integration | None, request: Any, endpoint: str | None
+) -> Check | Unavailable | None:
+    """When none of the view's own rules applies (methods), its middleware's pending rule is
+    still counted, alone."""
+    state = integration.state(request) if integration is not None else None
+    if state is None or state.pending is None:
+        return None
+    pending: Rule = state.pending
+    state.pending = None
+    return _evaluate_one(pending, integration, request, (), _NO_KWARGS, endpoint)
 
 
 def unavailable(
@@ -627,7 +687,13 @@ def evaluate(
     endpoint: str | None = None,
 ) -> Check | Unavailable | None:
     """Apply ``rules`` to one call, all or nothing; None when no rule applies to it, an
-    :class:`Unavailable` when the store failed and the limits fail closed."""
+    :class:`Unavailable` when the store failed and the limits fail closed.
+
+    A middleware's rule left pending on the request is counted here with ``rules``, in the
+    same all-or-nothing hit."""
+    rules, early = _with_pending(rules, integration, request, endpoint)
+    if early is not None:
+        return early
     if len(rules) == 1:
         return _evaluate_one(rules[0], integration, request, args, kwargs or _NO_KWARGS, endpoint)
     try:
@@ -656,6 +722,9 @@ async def aevaluate(
     endpoint: str | None = None,
 ) -> Check | Unavailable | None:
     """:func:`evaluate` for async callers (see :func:`ahit_all`)."""
+    rules, early = _with_pending(rules, integration, request, endpoint)
+    if early is not None:
+        return early
     if len(rules) == 1 and not rules[0].limit.awaitable:  # the embedded store: inline
         return _evaluate_one(rules[0], integration, request, args, kwargs or _NO_KWARGS, endpoint)
     try:

@@ -138,7 +138,7 @@ class FluxMiddleware:
         """Check the request, then hand it on (or answer 429)."""
         if self._async:
             return self._acall(request)
-        check = self.limits.check(INTEGRATION, request)
+        check = self.limits.check(INTEGRATION, request, _view_of(request))
         if check is None:
             return self.get_response(request)
         if check.denied:
@@ -148,7 +148,7 @@ class FluxMiddleware:
         return self._finish(request, self.get_response(request), state)
 
     async def _acall(self, request: HttpRequest) -> Any:
-        check = await self.limits.acheck(INTEGRATION, request)
+        check = await self.limits.acheck(INTEGRATION, request, _view_of(request))
         if check is None:
             return await self.get_response(request)  # type: ignore[misc]
         if check.denied:
@@ -162,3 +162,14 @@ class FluxMiddleware:
         if not state.decorated and self.limits.headers_on_success:
             INTEGRATION.add_headers(request, response, self.limits.headers(state.applied))
         return response
+
+
+def _view_of(request: HttpRequest) -> Any:
+    """The view ``request`` is routed to (None when no URL pattern matches): resolved here,
+    before Django does, so the middleware knows whether the view counts its own limits."""
+    from django.urls import Resolver404, resolve
+
+    try:
+        return resolve(request.path_info, getattr(request, "urlconf", None)).func
+    except Resolver404:
+        return None

@@ -28,6 +28,7 @@ from flux.integrations._common import TOO_MANY_REQUESTS, Integration, RequestSta
 try:
     from starlette.requests import HTTPConnection, Request
     from starlette.responses import JSONResponse, Response
+    from starlette.routing import Match
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 except ImportError as exc:  # pragma: no cover - exercised only without Starlette
     raise FrameworkNotInstalled("starlette", "fastapi") from exc
@@ -226,7 +227,7 @@ class FluxMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        check = await self.limits.acheck(INTEGRATION, request)
+        check = await self.limits.acheck(INTEGRATION, request, _endpoint_of(scope))
         if check is None:
             await self.app(scope, receive, send)
             return
@@ -249,3 +250,14 @@ class FluxMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _endpoint_of(scope: Scope) -> Any:
+    """The endpoint the application's router will hand ``scope`` to, when a route of its own
+    matches it fully (None for mounts, sub-applications and unmatched paths)."""
+    router = getattr(scope.get("app"), "router", None)
+    for route in getattr(router, "routes", ()):
+        match, child = route.matches(scope)
+        if match == Match.FULL:
+            return child.get("endpoint")
+    return None

@@ -35,6 +35,7 @@ try:
         Flask,
         Response,
         after_this_request,
+        current_app,
         g,
         jsonify,
     )
@@ -202,7 +203,9 @@ class FluxLimiter:
 
         def check_request() -> Any:
             request = INTEGRATION.current_request()
-            check = limits.check(INTEGRATION, request)
+            # Flask has routed the request already: the view is known.
+            view = current_app.view_functions.get(request.endpoint or "")
+            check = limits.check(INTEGRATION, request, view)
             if check is None:
                 return None
             if check.denied:

@@ -73,3 +73,25 @@ def test_async_endpoint_on_redis(config: FluxConfig, clock: ManualClock) -> None
             await plain()
 
     asyncio.run(run())
+
+
+def test_middleware_and_view_limits_are_one_hit_on_redis(config: FluxConfig) -> None:
+    # A request the view refuses costs the middleware's limit nothing (one multi-limit
+    # script for both), so the rest of the site keeps its share.
+    from flux.integrations.fastapi import FluxMiddleware
+
+    app = FastAPI()
+    app.add_middleware(FluxMiddleware, default={"requests": 5, "period": 3600}, config=config)
+
+    @app.get("/tight")
+    @rate_limit(requests=2, period=3600, config=config)
+    async def tight() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    @app.get("/open")
+    async def open_view() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    client = TestClient(app)
+    assert [client.get("/tight").status_code for _ in range(4)] == [200, 200, 429, 429]
+    assert [client.get("/open").status_code for _ in range(4)] == [200, 200, 200, 429]
