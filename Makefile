@@ -72,16 +72,23 @@ sdist-check: sdist  ## Build a wheel from the sdist alone in a fresh virtualenv 
 demo: build-dev  ## Build flux and run its demo on the embedded store
 	$(PY) -m flux demo
 
-.PHONY: redis-server
-redis-server:  ## Install redis-server (and chromium, tmux for the dashboard tests) when missing
+# apt-get install each of its arguments that is missing (a command name = its package name).
+define apt_install_missing
 	@missing=""; \
-	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
-	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v tmux >/dev/null || missing="$$missing tmux"; \
+	for tool in $(1); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing with apt-get"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+.PHONY: redis-server
+redis-server:  ## Install redis-server when missing (Rust, Python, C and binding tests use it)
+	$(call apt_install_missing,redis-server)
+
+.PHONY: browser-tools
+browser-tools:  ## Install chromium and tmux when missing (the dashboard and monitor tests)
+	$(call apt_install_missing,chromium tmux)
 
 .PHONY: test
 test: test-rust test-python test-c test-install test-bindings test-wheel header-check  ## Run everything CI runs
@@ -91,7 +98,7 @@ test-rust: redis-server  ## Rust tests (core alone, then the workspace)
 	$(CARGO) test --workspace -q
 
 .PHONY: test-python
-test-python: build-dev redis-server  ## Python tests against the built module
+test-python: build-dev redis-server browser-tools  ## Python tests against the built module
 	$(PY) -m pytest -q -m "not packaging"
 
 .PHONY: test-wheel
