@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from fastapi import Request
 from fastapi.responses import PlainTextResponse
 from fastapi.testclient import TestClient
 from fluxredis import redis_config
+from http_server import wait_until_answers
 from redis_server import free_port
 
 from flux import ConnectionError, RateLimiter, rate_limit
@@ -153,15 +153,7 @@ def test_real_gunicorn_answers_503_and_never_prints_the_api_key(tmp_path: Path) 
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, "gunicorn exited"
-            try:
-                if httpx.get(base + "/ping", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, "gunicorn did not answer in time"
-                time.sleep(0.05)  # waiting for the server to listen
+        wait_until_answers(base + "/ping", process)
         replies = [
             httpx.get(base + "/", headers={"X-API-Key": SECRET, "Connection": "close"}, timeout=10)
             for _ in range(12)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from http_server import wait_until_answers
 from redis_server import RedisServer, free_port
 
 HERE = Path(__file__).parent
@@ -53,18 +54,6 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, process.communicate()[0].decode(errors="replace")
-        try:
-            if httpx.get(base + "/ping", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.05)  # waiting for the server to listen
-    raise AssertionError("gunicorn did not answer in time")
-
-
 def test_gunicorn_preload_serves_exactly_idles_quietly_and_stops_fast(
     redis: RedisServer, tmp_path: Path
 ) -> None:
@@ -85,7 +74,7 @@ def test_gunicorn_preload_serves_exactly_idles_quietly_and_stops_fast(
     )
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait_ready(base, process)
+        wait_until_answers(base + "/ping", process)
         # A new connection per request: gunicorn hands them to both workers.
         statuses = [
             httpx.get(base + "/", headers={"Connection": "close"}, timeout=10).status_code
