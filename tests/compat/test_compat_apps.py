@@ -40,27 +40,27 @@ async def startup_event():
     app.state.preloaded = preload_scripts()
 
 @app.get("/gcra")
-@rate_limit(requests=10, period=10, policy="gcra")
+@rate_limit(requests=10, period=3600, policy="gcra")
 async def gcra_endpoint():
     return {"status": "ok"}
 
 @app.get("/token_bucket")
-@rate_limit(requests=10, period=10, policy="token_bucket")
+@rate_limit(requests=10, period=3600, policy="token_bucket")
 async def tb_endpoint():
     return {"status": "ok"}
 
 @app.get("/leaky_bucket")
-@rate_limit(requests=10, period=10, policy="leaky_bucket")
+@rate_limit(requests=10, period=3600, policy="leaky_bucket")
 async def lb_endpoint():
     return {"status": "ok"}
 
 @app.get("/fixed_window")
-@rate_limit(requests=10, period=10, policy="fixed_window")
+@rate_limit(requests=10, period=3600, policy="fixed_window")
 async def fw_endpoint():
     return {"status": "ok"}
 
 @app.get("/user")
-@rate_limit(requests=5, period=5, key=lambda r: r.headers.get("X-User-ID"))
+@rate_limit(requests=5, period=3600, key=lambda r: r.headers.get("X-User-ID"))
 async def user_endpoint(request: Request):
     return {"user": request.headers.get("X-User-ID")}
 
