@@ -65,9 +65,11 @@ def test_thousand_concurrent_hits_share_a_few_round_trips(delayed: DelayProxy) -
     batches = int(after["async_batches"]) - int(before["async_batches"])
     round_trips = int(after["round_trips"]) - int(before["round_trips"])
     assert int(after["async_hits"]) - int(before["async_hits"]) <= 2000
-    # 2000 hits, each alone would be a round trip of >= 2 ms; pipelined they take a handful.
-    assert batches < 50, after
-    assert round_trips < 50, after
+    # 2000 hits, each alone would be a round trip of >= 2 ms; pipelined they take a handful
+    # (bounded at 1/20 of that, not a handful: on a loaded 2-core machine the submitting event
+    # loop is descheduled now and then, and the I/O threads send what has queued so far).
+    assert batches < 100, after
+    assert round_trips < 100, after
     assert int(after["async_max_batch"]) > 20
 
 
