@@ -1140,6 +1140,9 @@ pub fn key_slot(key: &str) -> u16 {
 mod tests {
     use super::*;
 
+    /// CRC16-XMODEM("foo{}{bar}") mod 16384, computed apart from this code.
+    const SLOT_OF_FOO_EMPTY_BAR: u16 = 8363;
+
     #[test]
     fn slots_follow_the_hash_tag() {
         // Values from the Redis Cluster specification's reference implementation.
@@ -1149,7 +1152,12 @@ mod tests {
             key_slot("{user1000}.following"),
             key_slot("{user1000}.followers")
         );
-        assert_eq!(key_slot("foo{}{bar}"), key_slot("foo{}{bar}"));
+        // Redis's documented cases: an empty tag does not count (the whole key is hashed),
+        // only the first {...} does, and a tag may start with a brace.
+        assert_eq!(key_slot("foo{}{bar}"), SLOT_OF_FOO_EMPTY_BAR);
+        assert_ne!(key_slot("foo{}{bar}"), key_slot("bar"));
+        assert_eq!(key_slot("foo{bar}{zap}"), key_slot("bar"));
+        assert_eq!(key_slot("foo{{bar}}zap"), key_slot("{bar"));
         assert_eq!(key_slot("a:{x}:gcra"), key_slot("b:{x}:sliding_log"));
     }
 

@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn scripts_never_use_tostring_on_numbers() {
-        for source in ALGORITHMS.into_iter().chain([COMMON, SINGLE, BATCH]) {
+        for source in ALGORITHMS.into_iter().chain([COMMON, SINGLE, MULTI, BATCH]) {
             for line in source.lines().filter(|l| !l.trim_start().starts_with("--")) {
                 assert!(
                     !line.contains("tostring(") || line.contains("tostring(ARGV"),
