@@ -207,6 +207,20 @@ _hooks_on = False
 _breaker_probe: Callable[[], str | None] | None = None
 
 
+def _store_probe(config: FluxConfig) -> Callable[[], str | None] | None:
+    """On the Redis store, the probe of its circuit breaker: every worker then reports the
+    breaker's real state in its heartbeat (``flux_breaker_state`` on /metrics)."""
+    if config.storage != STORAGE_REDIS:
+        return None
+
+    def breaker_state() -> str | None:
+        from flux._redis import shared_store
+
+        return str(shared_store(config).breaker_state)
+
+    return breaker_state
+
+
 def _hooks_changed(active: bool) -> None:
     global _hooks_on
     _hooks_on = active
@@ -406,7 +420,7 @@ def configure(
             flush_interval=flush_interval,
             seed=seed,
         )
-        recorder.breaker_probe = _breaker_probe
+        recorder.breaker_probe = _breaker_probe or _store_probe(config)
         recorder.start()
         _recorder = recorder
         _rate = recorder.sample_rate

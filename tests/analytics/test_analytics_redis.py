@@ -207,3 +207,15 @@ def test_the_timeline_is_shared_through_redis(
     assert timeline["blocked"][index] == document["totals"]["blocked"]
     assert document["totals"]["blocked"] == pytest.approx(200, rel=0.2)
     assert document["rates"]["blocked"] == pytest.approx(document["totals"]["blocked"] / 10)
+
+
+def test_every_worker_reports_its_breaker_state_without_being_told_how(
+    redis_url: str, redis_client: Any
+) -> None:
+    # Nothing calls set_breaker_probe: on the Redis store each worker's heartbeat carries its
+    # store's breaker state by itself, so flux_breaker_state on /metrics is never empty.
+    analytics.configure(make_config(redis_url), serve=False)
+    analytics.record("login", "/login", RateLimitResult(True, 2, limit=3), 2e-4, "ip:1")
+    assert analytics.flush() == 1
+    workers = redis_client.hgetall(f"{STREAM}:workers")
+    assert [json.loads(info)["breaker"] for info in workers.values()] == ["closed"]
