@@ -173,12 +173,13 @@ header-check: header  ## Fail if include/flux.h is not what the code generates
 	git diff --exit-code -- include/flux.h
 
 .PHONY: lint
-lint: build-dev  ## rustfmt, clippy -D warnings, ruff, stub check (of the built module)
+lint: build-dev  ## rustfmt, clippy -D warnings, ruff, mypy on flux/, stub check (built module)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p flux-ffi --no-default-features --features python -- -D warnings
 	$(VENV)/bin/ruff check flux tests benches
 	$(VENV)/bin/ruff format --check flux tests benches
+	$(PY) -m mypy
 	$(PY) -m mypy.stubtest flux._flux
 
 .PHONY: bench

@@ -41,7 +41,7 @@ from flux.integrations._limits import (
     shared_limit,
     unavailable,
 )
-from flux.integrations._unavailable import OnUnavailable, StoreUnavailable
+from flux.integrations._unavailable import OnUnavailable, StoreUnavailable, Unavailable
 from flux.limiter import RateLimiter
 
 __all__ = ["RateLimit", "limits_of", "rate_limit"]
@@ -354,11 +354,12 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                         items = result.header_items(quoted_label, window_s, raw)
                         return integration.add_header_items(request, response, items, sub)
                     return response
-                check = Check(rules, [identity], [result], state)
+                check: Check | Unavailable = Check(rules, [identity], [result], state)
             else:
-                check = await aevaluate(rules, integration, request, args, kwargs, endpoint)
-                if check is None:
+                evaluated = await aevaluate(rules, integration, request, args, kwargs, endpoint)
+                if evaluated is None:
                     return await func(*args, **kwargs)
+                check = evaluated
                 if integration is None:  # a plain call: raise, there is no response to make
                     if check.denied:
                         raise check.exception()
@@ -400,11 +401,12 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                         items = result.header_items(quoted_label, window_s, raw)
                         return integration.add_header_items(request, response, items, sub)
                     return response
-                check = Check(rules, [identity], [result], state)
+                check: Check | Unavailable = Check(rules, [identity], [result], state)
             else:
-                check = evaluate(rules, integration, request, args, kwargs, endpoint)
-                if check is None:
+                found = evaluate(rules, integration, request, args, kwargs, endpoint)
+                if found is None:
                     return func(*args, **kwargs)
+                check = found
                 if integration is None:  # a plain call: raise, there is no response to make
                     if check.denied:
                         raise check.exception()

@@ -47,6 +47,7 @@ def _handler_for(limiter: RateLimiter) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             result = limiter.hit(self.client_address[0], "/hello")
             headers = build_headers([AppliedLimit(LIMIT_NAME, limiter.period, result)])
+            body: dict[str, object]
             if result.allowed:
                 status, body = 200, {"message": "hello"}
             else:

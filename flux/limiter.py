@@ -114,7 +114,7 @@ class RateLimiter(_flux.Limiter):
             automatic = region is not None
 
         def build(region: _flux.SharedRegion | None) -> RateLimiter:
-            return super(RateLimiter, cls).__new__(
+            return super(RateLimiter, cls).__new__(  # type: ignore[return-value]
                 cls,
                 requests,
                 period,

@@ -241,9 +241,10 @@ def fold(events: Iterable[RawEvent], weight: float = 1.0, *, hash_keys: bool = F
         if not second_start <= when < second_start + 1.0:  # events come in time order
             second = int(when)
             second_start = float(second)
-            per_second = seconds.get(second)
-            if per_second is None:
-                per_second = seconds[second] = [0, 0]
+            known = seconds.get(second)
+            if known is None:
+                known = seconds[second] = [0, 0]
+            per_second = known
         if allowed:
             a[0] += 1
             per_second[0] += 1

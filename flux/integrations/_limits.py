@@ -344,7 +344,7 @@ class Rule:
             identity = identify.of_peer(integration.peer(request))
         else:
             identity = identify(integration, request, args, kwargs)
-        cost = self.cost if self.fixed_cost else self.cost_for(request, args, kwargs)
+        cost: int = self.cost if self.fixed_cost else self.cost_for(request, args, kwargs)  # type: ignore[assignment]
         limit = self.limit
         # Limit.limiter, inline: it is only rebuilt after a test reset.
         limiter = limit._limiter if limit._generation == _generation else limit.limiter
@@ -545,8 +545,10 @@ def plan(
     for rule in rules:
         if rule.methods is not None and not _method_in(rule.methods, integration, request):
             continue
-        identity = resolved.get(id(rule.identify))
-        if identity is None:
+        known = resolved.get(id(rule.identify))
+        if known is not None:
+            identity = known
+        else:
             identity = rule.identify(integration, request, args, kwargs)
             resolved[id(rule.identify)] = identity
         chosen.rules.append(rule)

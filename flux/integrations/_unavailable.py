@@ -27,7 +27,7 @@ SERVICE_UNAVAILABLE = 503
 #: Seconds a client is told to wait: the circuit breaker probes Redis about once a second.
 RETRY_AFTER_S = 1
 
-OnUnavailable = Callable[[Any, StoreUnavailable], Any]
+OnUnavailable = Callable[[Any, Exception], Any]
 
 
 def unavailable_body(retry_after: int = RETRY_AFTER_S) -> dict[str, Any]:
@@ -49,7 +49,7 @@ class Unavailable:
 
     def __init__(
         self,
-        error: StoreUnavailable,
+        error: StoreUnavailable | ValueError,
         request: Any,
         hook: OnUnavailable | None,
         state: RequestState | None,
@@ -74,6 +74,10 @@ class Unavailable:
         headers = {"Retry-After": str(RETRY_AFTER_S)}
         return integration.denied(unavailable_body(), headers, status=SERVICE_UNAVAILABLE)
 
-    def exception(self) -> StoreUnavailable:
+    def header_items(self, raw: bool = False) -> list[tuple[Any, Any]]:
+        """No limit decided: no rate-limit headers (never reached: the request is denied)."""
+        return []
+
+    def exception(self) -> StoreUnavailable | ValueError:
         """A plain function call has no response to make: it raises the store's error."""
         return self.error

@@ -150,12 +150,12 @@ class FluxMiddleware:
     async def _acall(self, request: HttpRequest) -> Any:
         check = await self.limits.acheck(INTEGRATION, request, _view_of(request))
         if check is None:
-            return await self.get_response(request)  # type: ignore[misc]
+            return await self.get_response(request)
         if check.denied:
             return check.deny(INTEGRATION)
         state = RequestState(list(check.applied))
         INTEGRATION.set_state(request, state)
-        response = await self.get_response(request)  # type: ignore[misc]
+        response = await self.get_response(request)
         return self._finish(request, response, state)
 
     def _finish(self, request: HttpRequest, response: Any, state: RequestState) -> Any:
