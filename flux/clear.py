@@ -140,7 +140,8 @@ def find_identity_keys(
     """Keys holding ``identity``'s state (under ``limit`` only, when given).
 
     Redis keys are ``<key_prefix><limit>:{<identity>}:<algorithm>`` (the identity is the hash
-    tag, DESIGN §4); the limit part is matched as a suffix, whatever prefix the store adds.
+    tag: docs/architecture.md, "Names and keys"); the limit part is matched as a suffix,
+    whatever prefix the store adds.
     """
     found: list[str] = []
     for form in _identities(identity, hash_keys):

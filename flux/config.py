@@ -121,7 +121,7 @@ def _check(check: checks.Check) -> dict[str, checks.Check]:
 
 
 class RateLimitPolicy(str, Enum):
-    """Rate limiting algorithms (DESIGN §3). Values are the names used in flux.toml.
+    """Rate limiting algorithms (docs/architecture.md, "Semantics"), named as in flux.toml.
 
     Lookup ignores case (``RateLimitPolicy("GCRA")``, as flux-limiter lower-cased its input) and
     accepts flux-limiter's Lua name ``"fcfs"`` for ``fixed_window``.

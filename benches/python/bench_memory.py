@@ -17,8 +17,8 @@ Method: each contender runs batches of ``--batch`` calls of a plain ``for k in k
 loop timed with ``time.perf_counter_ns``; the contenders take turns batch by batch, in an order
 shuffled every round, so that noise from the (shared, 2-core) machine falls on all of them
 alike. Figures are the median and p99 over batches of the time per call. The cyclic garbage
-collector is off while timing, as ``timeit`` does. Prints PASS/FAIL against DESIGN §9; always
-exits 0 when it ran (a missed target is a finding, not a crash).
+collector is off while timing, as ``timeit`` does. Prints PASS/FAIL against the README's
+targets; always exits 0 when it ran (a missed target is a finding, not a crash).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ REQUESTS = 100
 PERIOD = 60
 HOT_KEY = "user:42"
 
-# DESIGN §9, embedded store from Python.
+# the README's targets, embedded store from Python.
 TARGET_MEDIAN_NS = 150.0
 TARGET_VS_LIMITS_MOVING = 15.0
 
@@ -376,7 +376,7 @@ def main() -> int:
         gc.enable()
 
     print()
-    print("-- targets (DESIGN §9: embedded store from Python) --")
+    print("-- targets (the README's targets: embedded store from Python) --")
     for line in summary:
         print(f"  {line}")
     print(

@@ -11,7 +11,7 @@ is the store's. Two readings:
 * bytes in use by malloc (glibc ``mallinfo2``: ``uordblks + hblkhd``), which is where the Rust
   side allocates from; Python's own small objects come from its arenas and are not in it.
 
-The target (DESIGN §9: ≤ 64 bytes per idle key beyond the key itself) is judged on RSS for the
+The target (≤ 64 bytes per idle key beyond the key itself) is judged on RSS for the
 default policy, gcra; the other policies, and rust-py-rate-limit (which stores its own copy of
 each key string), are printed for information. Always exits 0 when it ran.
 """
@@ -159,7 +159,7 @@ def main() -> int:
             gcra = row
     print("  (rust-py-rate-limit keeps its own copy of each key string: its figure includes it)")
     print()
-    print("-- target (DESIGN §9) --")
+    print("-- target (the README's targets) --")
     if gcra is None:
         print("  [FAIL] flux gcra: the measurement itself failed (see above)")
     else:

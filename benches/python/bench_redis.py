@@ -25,7 +25,7 @@ PID at the end), so every ratio compares figures taken on the same machine in th
    1000 hits, which it runs one after another) and beside the other mechanism considered for
    async callers, a thread pool running the blocking ``hit`` (``loop.run_in_executor``).
 
-Prints a table with PASS/FAIL against DESIGN §9 and never fails on a number.
+Prints a table with PASS/FAIL against the README's targets and never fails on a number.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # make bench, Python part: flux's embedded store from Python beside `limits` and
 # rust-py-rate-limit, interleaved in one run (bench_memory.py), then memory per idle key
-# (bench_memory_per_key.py). Reports PASS/FAIL against DESIGN §9 but never fails on a number.
+# (bench_memory_per_key.py). Reports PASS/FAIL against the README's targets but never fails on a number.
 #
 # Runs in its own virtualenv, .bench-venv at the repo root, so the dev venv (.venv) gets no
 # benchmark dependencies. flux goes in as a release wheel built by maturin from this tree; the

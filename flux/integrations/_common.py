@@ -20,7 +20,7 @@ ERROR_TEXT = "Too Many Requests"
 
 
 def denied_body(retry_after: int) -> dict[str, Any]:
-    """The JSON body of a 429 (DESIGN §5), telling the same wait as ``Retry-After``."""
+    """The JSON body of a 429 (README, "Web frameworks"): the same wait as ``Retry-After``."""
     return {
         "error": ERROR_TEXT,
         "retry_after": retry_after,

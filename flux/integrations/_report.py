@@ -1,4 +1,5 @@
-"""Decisions to analytics (DESIGN §7): one event per limit and decision, never in the way.
+"""Decisions to analytics (docs/architecture.md, "One hit"): one event per limit and decision,
+never in the way.
 
 :mod:`flux.analytics` is imported on the first decision, not with flux, and only if present:
 recording is a buffer append (no I/O) and must never fail a request.

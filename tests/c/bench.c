@@ -1,4 +1,4 @@
-/* The C ABI's hit cost on the embedded store (DESIGN.md section 9: <= 50 ns per hit on a hot
+/* The C ABI's hit cost on the embedded store (the README's targets: <= 50 ns per hit on a hot
  * key, <= 150 ns across 1 000 000 keys), with a baseline measured in the same run: the same
  * loop calling flux_version(), a trivial exported function. Per-hit times are the means of
  * batches of BATCH hits timed with clock_gettime; median and p99 are over the batches.

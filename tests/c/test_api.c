@@ -141,7 +141,7 @@ static void test_clock(void) {
     flux_clock_free(NULL);
 }
 
-/* GCRA 3 per minute, as in DESIGN.md: three at once, then one every 20 s. */
+/* GCRA 3 per minute, as in docs/architecture.md: three at once, then one every 20 s. */
 static void test_gcra_semantics(void) {
     flux_clock *clock = NULL;
     flux_limiter *limiter;

@@ -39,7 +39,8 @@ def twin(policy: str, requests: int, period: float, clock: ManualClock) -> RateL
 
 
 def expected_headers(name: str, period: float, result: RateLimitResult) -> dict[str, str]:
-    """Every header for one decision, computed here from DESIGN §5 (not by flux.headers)."""
+    """Every header for one decision, computed here from the README's "Web frameworks" (not
+    by flux.headers)."""
     headers = {
         "X-RateLimit-Limit": str(result.limit),
         "X-RateLimit-Remaining": str(result.remaining),
@@ -62,7 +63,7 @@ def rate_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def assert_denied_body(body: Mapping[str, Any], headers: Mapping[str, str]) -> None:
-    """The 429 JSON body of DESIGN §5, telling the same wait as Retry-After."""
+    """The 429 JSON body of the README's "Web frameworks": the same wait as Retry-After."""
     wait = int(rate_headers(headers)["Retry-After"])
     assert body == {
         "error": "Too Many Requests",
