@@ -244,3 +244,28 @@ def test_workers_of_a_server_share_one_limit_with_no_configuration(
         restarted.stop()
         for name in auto_regions(kind) - before:
             (Path(_flux_default_dir()) / name).unlink(missing_ok=True)
+
+
+@pytest.mark.timeout(180)
+def test_two_servers_naming_one_region_share_one_limit(tmp_path: Path) -> None:
+    pytest.importorskip("gunicorn")
+    region = tmp_path / "region"
+    # Each server reads its own ./flux.toml; both name the same region, so they share one limit
+    # (unlike the zero-configuration case above, where each server has a private region).
+    servers: list[Server] = []
+    try:
+        for name in ("a", "b"):
+            directory = tmp_path / name
+            directory.mkdir()
+            (directory / "app.py").write_text(textwrap.dedent(APP))
+            (directory / "flux.toml").write_text(
+                f'[flux]\nstorage = "shared"\n\n[shared]\npath = "{region}"\n'
+            )
+            servers.append(Server(directory, "gunicorn-sync"))
+        with ThreadPoolExecutor(max_workers=40) as pool:
+            results = list(pool.map(lambda i: servers[i % 2].request(), range(40)))
+        assert statuses(results) == (10, 30), results
+        assert {storage for _, storage in results} == {"shared"}
+    finally:
+        for server in servers:
+            server.stop()
