@@ -12,6 +12,19 @@ the master of ``gunicorn --preload`` itself (it builds the limiters before forki
 workers). The region is named after the master's process id and start time, so a restarted
 server, even one given the same process id, never meets its predecessor's region; regions of
 servers that are gone are removed when a new one is made.
+
+When none of that is detected but the process still looks like one of several workers, each
+with its own per-process count, :func:`warn_if_several_workers` logs one warning saying how to
+share the limit. The signals read, chosen because they are cheap and rarely wrong:
+
+- ``$WEB_CONCURRENCY`` above 1: the worker count that Heroku-style platforms export and that
+  gunicorn and uvicorn read, so a server started with it runs that many workers;
+- on Linux, a parent (not init, which adopts unrelated orphans) running another child with this
+  process's exact command line: forked workers of a server not in ``SERVERS``, a
+  ``multiprocessing`` pool, the same program started several times by one supervisor.
+
+``$SERVER_SOFTWARE`` is not read: it names a server (gunicorn exports it), not how many
+workers it runs, and the servers that set it are detected above.
 """
 
 from __future__ import annotations
@@ -26,7 +39,15 @@ from pathlib import Path
 
 from flux import _flux
 
-__all__ = ["SERVERS", "Server", "cannot_share", "detect", "server_region"]
+__all__ = [
+    "SERVERS",
+    "Server",
+    "cannot_share",
+    "detect",
+    "server_region",
+    "several_workers",
+    "warn_if_several_workers",
+]
 
 log = logging.getLogger("flux")
 
@@ -40,6 +61,7 @@ _region: _flux.SharedRegion | None = None
 _region_for: Server | None = None
 _warned = False
 _unshared: set[str] = set()
+_warned_unshared = False
 
 
 @dataclass(frozen=True)
@@ -190,5 +212,64 @@ def cannot_share(policy: str, reason: Exception) -> None:
         "flux: a %s limit cannot be shared between this server's workers (%s); it keeps a "
         "count per worker. Use another algorithm, or Redis, to share it.",
         policy,
+        reason,
+    )
+
+
+def _siblings_like_me() -> bool:
+    """Whether the parent runs another child with this process's command line (Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    me, parent = os.getpid(), os.getppid()
+    if parent <= 1:
+        return False
+    own = _cmdline(me)
+    if not own:
+        return False
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return False
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        # fields[1] is the parent's pid (field 4 of /proc/<pid>/stat).
+        if len(fields) > 1 and fields[1] == str(parent) and _cmdline(int(entry)) == own:
+            return True
+    return False
+
+
+def several_workers() -> str | None:
+    """Why this process looks like one of several workers, or ``None``."""
+    concurrency = os.environ.get("WEB_CONCURRENCY", "").strip()
+    if concurrency.isdigit() and int(concurrency) > 1:
+        return f"WEB_CONCURRENCY={concurrency}"
+    if _siblings_like_me():
+        return "its parent runs other processes with the same command line"
+    return None
+
+
+def warn_if_several_workers() -> None:
+    """Logs, once per process, that limits are counted per process although this process looks
+    like one of several workers (called only when the per-process store was chosen for want of
+    any configured storage, and no pre-fork server was detected)."""
+    global _warned_unshared
+    with _lock:
+        if _warned_unshared:
+            return
+        _warned_unshared = True
+    reason = several_workers()
+    if reason is None:
+        return
+    log.warning(
+        "flux: this process looks like one of several workers (%s), but its limits are "
+        "counted per process, so each worker allows the full limit. To share them, set "
+        '[flux] storage = "shared" (or FLUX_STORAGE=shared) for the workers of this machine, '
+        "or use Redis.",
         reason,
     )

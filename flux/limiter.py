@@ -112,6 +112,8 @@ class RateLimiter(_flux.Limiter):
             # No storage configured: the workers of one pre-fork server share their limits.
             region = _prefork.server_region()
             automatic = region is not None
+            if region is None and _prefork.detect() is None:
+                _prefork.warn_if_several_workers()
 
         def build(region: _flux.SharedRegion | None) -> RateLimiter:
             return super(RateLimiter, cls).__new__(  # type: ignore[return-value]

@@ -94,6 +94,91 @@ def test_only_a_configuration_without_storage_is_automatic(
     assert load_config(toml).storage_configured
 
 
+def _several_warnings(text: str) -> int:
+    return text.count("looks like one of several workers")
+
+
+def test_one_of_several_workers_on_the_memory_store_is_warned_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv(config_module.STORAGE_ENV, raising=False)
+    monkeypatch.delenv(config_module.REDIS_URL_ENV, raising=False)
+    monkeypatch.setattr(_prefork, "_warned_unshared", False)
+    monkeypatch.setenv("WEB_CONCURRENCY", "4")
+    for _ in range(3):
+        assert RateLimiter(3, 60, config=FluxConfig()).storage == "memory"
+    assert _several_warnings(caplog.text) == 1
+    assert "WEB_CONCURRENCY=4" in caplog.text
+    assert 'storage = "shared"' in caplog.text and "Redis" in caplog.text
+
+
+def test_a_configured_store_or_a_single_worker_is_not_warned(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delenv(config_module.STORAGE_ENV, raising=False)
+    monkeypatch.delenv(config_module.REDIS_URL_ENV, raising=False)
+    monkeypatch.setattr(_prefork, "_warned_unshared", False)
+    monkeypatch.setenv("WEB_CONCURRENCY", "4")
+    # Storage chosen on purpose: no warning.
+    RateLimiter(3, 60, config=FluxConfig(storage="memory"))
+    assert _several_warnings(caplog.text) == 0
+    # One worker, and no sibling with this command line: no warning.
+    monkeypatch.setenv("WEB_CONCURRENCY", "1")
+    monkeypatch.setattr(_prefork, "_siblings_like_me", lambda: False)
+    RateLimiter(3, 60, config=FluxConfig())
+    assert _several_warnings(caplog.text) == 0
+
+
+SIBLING = """
+import logging, os, sys, time
+from pathlib import Path
+
+logging.basicConfig(level=logging.WARNING, format="%(message)s")
+here = Path(os.environ["SIBLINGS_DIR"])
+(here / f"ready-{os.getpid()}").touch()
+deadline = time.monotonic() + 20
+while len(list(here.glob("ready-*"))) < 2 and time.monotonic() < deadline:
+    time.sleep(0.05)
+from flux import RateLimiter
+RateLimiter(3, 60)
+RateLimiter(5, 60)
+(here / f"done-{os.getpid()}").touch()
+while len(list(here.glob("done-*"))) < 2 and time.monotonic() < deadline:
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_siblings_with_one_command_line_are_warned_once_each(tmp_path: Path) -> None:
+    # Two processes of one parent with the same command line, not under a known server: each
+    # counts alone, so each logs the warning, once.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
+    env.pop("WEB_CONCURRENCY", None)
+    env["PYTHONPATH"] = str(REPO)
+    env["SIBLINGS_DIR"] = str(tmp_path)
+    argv = [sys.executable, "-c", SIBLING]
+    children = [
+        subprocess.Popen(argv, cwd=tmp_path, env=env, stderr=subprocess.PIPE) for _ in range(2)
+    ]
+    try:
+        errors = [child.communicate(timeout=40)[1].decode() for child in children]
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+    for error in errors:
+        assert _several_warnings(error) == 1, error
+        assert "same command line" in error
+    # Alone, the same program is not warned.
+    for path in tmp_path.iterdir():
+        path.unlink()
+    (tmp_path / "ready-0").touch()
+    (tmp_path / "done-0").touch()
+    alone = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, timeout=40)
+    assert _several_warnings(alone.stderr.decode()) == 0, alone.stderr
+
+
 # --- real gunicorn ---------------------------------------------------------------------------
 
 APP = """
@@ -244,3 +329,28 @@ def test_workers_of_a_server_share_one_limit_with_no_configuration(
         restarted.stop()
         for name in auto_regions(kind) - before:
             (Path(_flux_default_dir()) / name).unlink(missing_ok=True)
+
+
+@pytest.mark.timeout(180)
+def test_two_servers_naming_one_region_share_one_limit(tmp_path: Path) -> None:
+    pytest.importorskip("gunicorn")
+    region = tmp_path / "region"
+    # Each server reads its own ./flux.toml; both name the same region, so they share one limit
+    # (unlike the zero-configuration case above, where each server has a private region).
+    servers: list[Server] = []
+    try:
+        for name in ("a", "b"):
+            directory = tmp_path / name
+            directory.mkdir()
+            (directory / "app.py").write_text(textwrap.dedent(APP))
+            (directory / "flux.toml").write_text(
+                f'[flux]\nstorage = "shared"\n\n[shared]\npath = "{region}"\n'
+            )
+            servers.append(Server(directory, "gunicorn-sync"))
+        with ThreadPoolExecutor(max_workers=40) as pool:
+            results = list(pool.map(lambda i: servers[i % 2].request(), range(40)))
+        assert statuses(results) == (10, 30), results
+        assert {storage for _, storage in results} == {"shared"}
+    finally:
+        for server in servers:
+            server.stop()

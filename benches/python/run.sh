@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make bench, Python part: flux's embedded store from Python beside `limits` and
 # rust-py-rate-limit, interleaved in one run (bench_memory.py), then memory per idle key
-# (bench_memory_per_key.py). Reports PASS/FAIL against the README's targets but never fails on a number.
+# (bench_memory_per_key.py), the shared-memory store against the per-process one
+# (bench_shared.py). Reports PASS/FAIL against the README's targets but never fails on a
+# number.
 #
 # Runs in its own virtualenv, .bench-venv at the repo root, so the dev venv (.venv) gets no
 # benchmark dependencies. flux goes in as a release wheel built by maturin from this tree; the
@@ -98,6 +100,8 @@ echo
 bench bench_memory_per_key.py
 echo
 bench bench_analytics.py
+echo
+bench bench_shared.py
 echo
 bench bench_redis.py
 echo
