@@ -161,7 +161,7 @@ test('hit, peek and reset on a shared-memory region, seen by a second handle', (
     b.reset('k');
     d = a.peek('k');
     assert.equal(d.remaining, 3);
-    rejects(() => new flux.SharedRegion({ path: file, maxKeys: 128 }), 'FLUX_INVALID_ARGUMENT');
+    rejects(() => new flux.SharedRegion({ path: file, maxKeys: 128 }), 'FLUX_STORE_ERROR');
     a.close();
     b.close();
     region.close();
