@@ -148,6 +148,53 @@ if [[ -n ${FLUX_TEST_REDIS_URL:-} ]]; then
     sed -n 's/^/      /; /allowed/p' "$tmp"/one_limit*.log
 fi
 
+# The same on one machine with no Redis: the five share one shared-memory region (a file under
+# $tmp, removed on exit), the limit prefix "flux:interop:" being Python's ([flux] key_prefix,
+# then the limit's name). As above: 20 hits each, one after the other (each must pass all 20),
+# then 80 each, all five at once (none may pass): exactly 100 of the 500. Each process is
+# bounded by `timeout`.
+five_shared() {
+    local region="$tmp/shared/region" limit_prefix="flux:interop:" key=client pids=() total=0 i n
+    mkdir -p "$tmp/shared"
+    gcc -std=c11 -O1 tests/c/shared_interop.c -o "$tmp/shared_interop_c" \
+        $(pkg-config --cflags --libs flux) -Wl,-rpath,"$prefix/lib" || return 1
+    if [[ ! -x $tmp/interop_cpp ]]; then
+        g++ -std=c++17 -O1 bindings/interop/interop.cpp -o "$tmp/interop_cpp" \
+            $(pkg-config --cflags --libs flux) -Wl,-rpath,"$prefix/lib" || return 1
+    fi
+    if [[ ! -x $tmp/interop_go ]]; then
+        (cd bindings/go && go build -o "$tmp/interop_go" ./cmd/interop) || return 1
+    fi
+    local commands=(
+        "$python tests/c/shared_interop.py $region $key"
+        "$tmp/shared_interop_c $region $limit_prefix $key"
+        "$tmp/interop_cpp shared:$region - $limit_prefix $key"
+        "$tmp/interop_go shared:$region - $limit_prefix $key"
+        "node bindings/node/examples_interop.js shared:$region - $limit_prefix $key"
+    )
+    for i in "${!commands[@]}"; do
+        n=$(timeout 60 ${commands[$i]} 20) || { echo "failed: ${commands[$i]}"; return 1; }
+        echo "sequential: $n of 20 allowed: ${commands[$i]%% *}"
+        [[ $n -eq 20 ]] || return 1
+        total=$((total + n))
+    done
+    for i in "${!commands[@]}"; do
+        timeout 60 ${commands[$i]} 80 >"$tmp/five-shared.$i" &
+        pids+=($!)
+    done
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" || { echo "failed: ${commands[$i]}"; return 1; }
+        n=$(cat "$tmp/five-shared.$i")
+        echo "concurrent: $n of 80 allowed: ${commands[$i]%% *}"
+        total=$((total + n))
+    done
+    echo "total allowed: $total of 500"
+    rm -rf "$tmp/shared"
+    [[ $total -eq 100 ]]
+}
+run "one limit, five languages on one shared region, no Redis: 100 of 500 pass" five_shared
+sed -n 's/^/      /; /allowed/p' "$tmp"/one_limit__five_languages_on*.log
+
 echo
 if ((failed > 0)); then
     printf 'failed: %s\n' "${failures[@]}"

@@ -206,6 +206,35 @@ private:
     detail::handle<flux_redis, flux_redis_free> handle_;
 };
 
+
+/* Which shared-memory region to open; every default is the C ABI's (an empty path: the
+   default region for key_prefix, "/dev/shm/flux-<uid>-flux_" for "flux:"; 0 max_keys: 65536). */
+struct shared_options {
+    std::string path;
+    std::string key_prefix;
+    std::size_t max_keys = 0;
+};
+
+/* A shared-memory region of the machine (a memory-mapped file) holding limiters' state for
+   every process that opens it: one limit, exactly, with no Redis. Frees its handle on
+   destruction (the region file stays); limiters built on it keep their own reference. */
+class shared_region {
+public:
+    explicit shared_region(const shared_options &options = shared_options()) {
+        flux_shared_options c{};
+        c.path = options.path.empty() ? nullptr : options.path.c_str();
+        c.key_prefix = options.key_prefix.empty() ? nullptr : options.key_prefix.c_str();
+        c.max_keys = options.max_keys;
+        flux_shared *raw = nullptr;
+        detail::check(flux_shared_open(&c, &raw));
+        handle_ = decltype(handle_)(raw);
+    }
+    const flux_shared *get() const noexcept { return handle_.get(); }
+
+private:
+    detail::handle<flux_shared, flux_shared_free> handle_;
+};
+
 /* A quota and how to keep it: `requests` hits per `period`, `burst` at once (0: requests). */
 struct limiter_options {
     std::uint64_t requests = 0;
@@ -248,6 +277,13 @@ public:
         flux_limiter_options c = to_c(options);
         flux_limiter *raw = nullptr;
         detail::check(flux_limiter_new_redis(&c, store.get(), &raw));
+        handle_ = decltype(handle_)(raw);
+    }
+    /* On a shared-memory region (the limiter keeps its own reference to it). */
+    limiter(const limiter_options &options, const flux::shared_region &region) {
+        flux_limiter_options c = to_c(options);
+        flux_limiter *raw = nullptr;
+        detail::check(flux_limiter_new_shared(&c, region.get(), &raw));
         handle_ = decltype(handle_)(raw);
     }
 

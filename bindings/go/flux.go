@@ -55,6 +55,19 @@ static flux_result fluxgo_limiter_new(const flux_limiter_options *o, const flux_
 	*err = fluxgo_error(r);
 	return r;
 }
+static flux_result fluxgo_limiter_new_shared(const flux_limiter_options *o,
+                                             const flux_shared *shared, flux_limiter **out,
+                                             char **err) {
+	flux_result r = flux_limiter_new_shared(o, shared, out);
+	*err = fluxgo_error(r);
+	return r;
+}
+static flux_result fluxgo_shared_open(const flux_shared_options *o, flux_shared **out,
+                                      char **err) {
+	flux_result r = flux_shared_open(o, out);
+	*err = fluxgo_error(r);
+	return r;
+}
 static flux_result fluxgo_redis_new(const flux_redis_options *o, flux_redis **out, char **err) {
 	flux_result r = flux_redis_new(o, out);
 	*err = fluxgo_error(r);
@@ -270,7 +283,23 @@ func NewOnRedis(o Options, r *Redis) (*Limiter, error) {
 	return l, err
 }
 
+// NewOnShared makes a limiter whose state lives in a shared-memory region, shared with every
+// process (in any language) on this machine that opens the same region with the same limit
+// prefix and quota: one limit, exactly, with no Redis.
+func NewOnShared(o Options, s *SharedRegion) (*Limiter, error) {
+	if s == nil || s.p == nil {
+		return nil, ErrClosed
+	}
+	l, err := newLimiterOn(o, nil, s.p)
+	runtime.KeepAlive(s)
+	return l, err
+}
+
 func newLimiter(o Options, redis *C.flux_redis) (*Limiter, error) {
+	return newLimiterOn(o, redis, nil)
+}
+
+func newLimiterOn(o Options, redis *C.flux_redis, shared *C.flux_shared) (*Limiter, error) {
 	if o.Period < 0 || o.MaxKeys < 0 {
 		return nil, &Error{Code: ResultInvalidArgument, Message: "a negative period or max_keys"}
 	}
@@ -288,7 +317,12 @@ func newLimiter(o Options, redis *C.flux_redis) (*Limiter, error) {
 	}
 	var p *C.flux_limiter
 	var msg *C.char
-	err := check(C.fluxgo_limiter_new(&c, redis, &p, &msg), msg)
+	var err error
+	if shared != nil {
+		err = check(C.fluxgo_limiter_new_shared(&c, shared, &p, &msg), msg)
+	} else {
+		err = check(C.fluxgo_limiter_new(&c, redis, &p, &msg), msg)
+	}
 	runtime.KeepAlive(o.Clock)
 	if err != nil {
 		return nil, err
@@ -459,6 +493,54 @@ func (r *Redis) Close() error {
 	runtime.SetFinalizer(r, nil)
 	C.flux_redis_free(r.p)
 	r.p = nil
+	return nil
+}
+
+// SharedOptions say which shared-memory region to open; zero values mean the C ABI's
+// defaults (the default region for KeyPrefix "flux:", 65536 keys).
+type SharedOptions struct {
+	Path      string // the region file; "" for the default path for KeyPrefix
+	KeyPrefix string // names the default region; ignored when Path is set
+	MaxKeys   int    // the most keys the region holds, used when it is created
+}
+
+// SharedRegion is a shared-memory region of the machine (a memory-mapped file) holding the
+// state of limiters in every process that opens it.
+type SharedRegion struct{ p *C.flux_shared }
+
+// OpenShared opens the region, creating it if it does not exist.
+func OpenShared(o SharedOptions) (*SharedRegion, error) {
+	if o.MaxKeys < 0 {
+		return nil, &Error{Code: ResultInvalidArgument, Message: "a negative max_keys"}
+	}
+	var c C.flux_shared_options
+	if o.Path != "" {
+		p := C.CString(o.Path)
+		defer C.free(unsafe.Pointer(p))
+		c.path = p
+	}
+	if o.KeyPrefix != "" {
+		p := C.CString(o.KeyPrefix)
+		defer C.free(unsafe.Pointer(p))
+		c.key_prefix = p
+	}
+	c.max_keys = C.size_t(o.MaxKeys)
+	var p *C.flux_shared
+	var msg *C.char
+	if err := check(C.fluxgo_shared_open(&c, &p, &msg), msg); err != nil {
+		return nil, err
+	}
+	s := &SharedRegion{p: p}
+	runtime.SetFinalizer(s, (*SharedRegion).Close)
+	return s, nil
+}
+
+// Close releases this handle (the region file stays; limiters built on it keep their own
+// reference).
+func (s *SharedRegion) Close() error {
+	runtime.SetFinalizer(s, nil)
+	C.flux_shared_free(s.p)
+	s.p = nil
 	return nil
 }
 

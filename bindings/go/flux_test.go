@@ -218,3 +218,49 @@ func BenchmarkCgoFloor(b *testing.B) {
 		cgoFloor()
 	}
 }
+
+func TestShared(t *testing.T) {
+	dir := t.TempDir() // removed after the test, region file and all
+	region, err := OpenShared(SharedOptions{Path: dir + "/region", MaxKeys: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer region.Close()
+	l, err := NewOnShared(Options{Requests: 3, Period: time.Minute, Prefix: "go-test:"}, region)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	// A second limiter on a second handle to the same region sees the same state.
+	region2, err := OpenShared(SharedOptions{Path: dir + "/region"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer region2.Close()
+	l2, err := NewOnShared(Options{Requests: 3, Period: time.Minute, Prefix: "go-test:"}, region2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	if d, err := l.Hit("k", 2); err != nil || !d.Allowed || d.Remaining != 1 {
+		t.Fatalf("%+v %v", d, err)
+	}
+	if d, err := l2.Peek("k"); err != nil || !d.Allowed || d.Remaining != 1 {
+		t.Fatalf("peek: %+v %v", d, err)
+	}
+	if d, _ := l2.Hit("k", 2); d.Allowed {
+		t.Fatalf("over the limit: %+v", d)
+	}
+	if err := l2.Reset("k"); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := l.Peek("k"); d.Remaining != 3 {
+		t.Fatalf("after reset: %+v", d)
+	}
+	if _, err := OpenShared(SharedOptions{Path: dir + "/region", MaxKeys: 128}); err == nil {
+		t.Fatal("a different max_keys on an existing region opened")
+	}
+	if _, err := NewOnShared(Options{Requests: 3, Period: time.Minute}, &SharedRegion{}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed region: %v", err)
+	}
+}

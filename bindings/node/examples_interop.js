@@ -5,8 +5,11 @@
 const flux = require('.');
 
 const [url, keyPrefix, prefix, key, hits] = process.argv.slice(2);
-const redis = new flux.Redis({ url, keyPrefix, timeoutMs: 2000, failClosed: true });
-const limiter = new flux.Limiter({ requests: 100, periodMs: 3600000, prefix, redis });
+// A URL "shared:PATH" uses the shared-memory region at PATH instead of Redis.
+const store = url.startsWith('shared:')
+  ? { shared: new flux.SharedRegion({ path: url.slice('shared:'.length) }) }
+  : { redis: new flux.Redis({ url, keyPrefix, timeoutMs: 2000, failClosed: true }) };
+const limiter = new flux.Limiter({ requests: 100, periodMs: 3600000, prefix, ...store });
 let allowed = 0;
 for (let i = 0; i < Number(hits); i++) {
   if (limiter.allow(key)) allowed++;

@@ -29,6 +29,7 @@ const SOURCES = ['memory', 'redis', 'deny_cache', 'fail_open'];
 const LIMITER = 0;
 const REDIS = 1;
 const CLOCK = 2;
+const SHARED = 3;
 
 function decisionAt(out, i) {
   return {
@@ -67,18 +68,29 @@ class Redis {
   close() { native.close(this._h, REDIS); }
 }
 
+/** A shared-memory region of the machine (a memory-mapped file) holding limiters' state for
+ *  every process that opens it: one limit, exactly, with no Redis. close() frees the handle
+ *  (the region file stays; limiters on it keep their own reference). */
+class SharedRegion {
+  /** @param {{path?: string, keyPrefix?: string, maxKeys?: number}} options */
+  constructor(options = {}) { this._h = native.sharedOpen(options); }
+  close() { native.close(this._h, SHARED); }
+}
+
 /** One rate limit over many keys: `requests` hits per `periodMs`, `burst` at once. */
 class Limiter {
   /** @param {{requests: number, periodMs: number, burst?: number, algorithm?: string|number,
-   *           maxKeys?: number, prefix?: string, clock?: ManualClock, redis?: Redis}} options */
+   *           maxKeys?: number, prefix?: string, clock?: ManualClock, redis?: Redis,
+   *           shared?: SharedRegion}} options */
   constructor(options) {
-    const { clock, redis } = options;
+    const { clock, redis, shared } = options;
     this._out = new Float64Array(6);
     this._h = native.limiterNew(
       { ...options, algorithm: algorithmNumber(options.algorithm) },
       clock ? clock._h : null,
       redis ? redis._h : null,
       this._out,
+      shared ? shared._h : null,
     );
   }
   /** Counts a hit of `cost` on `key` if it passes. */
@@ -116,5 +128,5 @@ function hitMany(hits) {
 }
 
 module.exports = {
-  Algorithm, FluxError, Limiter, ManualClock, Redis, hitMany, version: native.version,
+  Algorithm, FluxError, Limiter, ManualClock, Redis, SharedRegion, hitMany, version: native.version,
 };

@@ -6,6 +6,7 @@
 #include "flux.hpp"
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <atomic>
 #include <string>
@@ -16,6 +17,8 @@
 #include <vector>
 
 #include "check.h"
+
+#include <unistd.h>
 
 static_assert(!std::is_copy_constructible_v<flux::limiter>, "limiter is move-only");
 static_assert(!std::is_copy_assignable_v<flux::limiter>, "limiter is move-only");
@@ -190,11 +193,46 @@ void on_redis(const char *url, const char *dead_url) {
 
 }  // namespace
 
+/* Two handles on one shared-memory region (a file in a temporary directory, removed after):
+   hit, peek and reset through one are seen by the other. */
+static void shared() {
+    using namespace std::chrono_literals;
+    char dir[] = "/tmp/flux-hpp-shared.XXXXXX";
+    CHECK(mkdtemp(dir) != nullptr);
+    const std::string path = std::string(dir) + "/region";
+    {
+        flux::shared_region region({path, {}, 64});
+        flux::shared_region again({path, {}, 0});
+        flux::limiter_options options;
+        options.requests = 3;
+        options.period = 60s;
+        options.prefix = "hpp-test:";
+        flux::limiter a(options, region);
+        flux::limiter b(options, again);
+        flux::decision d = a.hit("k", 2);
+        CHECK(d.allowed && d.remaining == 1);
+        CHECK(b.peek("k").remaining == 1);
+        CHECK(!b.hit("k", 2).allowed);
+        b.reset("k");
+        CHECK(a.peek("k").remaining == 3);
+        bool threw = false;
+        try {
+            flux::shared_region other({path, {}, 128});
+        } catch (const flux::error &) {
+            threw = true;
+        }
+        CHECK(threw);
+    }
+    std::remove(path.c_str());
+    rmdir(dir);
+}
+
 int main() {
     try {
         embedded();
         multi();
         threads();
+        shared();
         const char *url = std::getenv("FLUX_TEST_REDIS_URL");
         const char *dead = std::getenv("FLUX_TEST_DEAD_URL");
         if (url != nullptr && dead != nullptr) {

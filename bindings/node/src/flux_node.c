@@ -98,6 +98,10 @@ typedef struct {
     flux_clock *clock;
 } clock_box;
 
+typedef struct {
+    flux_shared *shared;
+} shared_box;
+
 static void limiter_finalize(napi_env env, void *data, void *hint) {
     limiter_box *box = data;
     (void)hint;
@@ -112,6 +116,13 @@ static void redis_finalize(napi_env env, void *data, void *hint) {
     (void)env;
     (void)hint;
     flux_redis_free(((redis_box *)data)->redis);
+    free(data);
+}
+
+static void shared_finalize(napi_env env, void *data, void *hint) {
+    (void)env;
+    (void)hint;
+    flux_shared_free(((shared_box *)data)->shared);
     free(data);
 }
 
@@ -357,11 +368,46 @@ static napi_value redis_ping(napi_env env, napi_callback_info info) {
     return NULL;
 }
 
+/* sharedOpen({path, keyPrefix, maxKeys}) -> external */
+static napi_value shared_open(napi_env env, napi_callback_info info) {
+    size_t argc = 1;
+    napi_value argv[1], ext;
+    flux_shared_options o;
+    shared_box *box = NULL;
+    char *path, *key_prefix;
+    uint64_t max_keys = 0;
+    bool ok1, ok2;
+    flux_result r;
+    NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+    path = string_prop(env, argv[0], "path", &ok1);
+    key_prefix = string_prop(env, argv[0], "keyPrefix", &ok2);
+    if (ok1 && ok2 && get_u64(env, prop(env, argv[0], "maxKeys"), &max_keys)) {
+        memset(&o, 0, sizeof o);
+        o.path = path;
+        o.key_prefix = key_prefix;
+        o.max_keys = (size_t)max_keys;
+        box = calloc(1, sizeof *box);
+        if (box != NULL) {
+            r = flux_shared_open(&o, &box->shared);
+            if (r != FLUX_RESULT_OK) {
+                throw_flux(env, r, NULL);
+                free(box);
+                box = NULL;
+            }
+        }
+    }
+    free(path);
+    free(key_prefix);
+    if (box == NULL) return NULL;
+    NAPI_OK(env, napi_create_external(env, box, shared_finalize, NULL, &ext));
+    return ext;
+}
+
 /* limiterNew({requests, periodMs, burst, algorithm, maxKeys, prefix}, clock|null, redis|null,
- *            out: Float64Array(6)) -> external */
+ *            out: Float64Array(6), shared|null) -> external */
 static napi_value limiter_new(napi_env env, napi_callback_info info) {
-    size_t argc = 4, out_len = 0;
-    napi_value argv[4], ext;
+    size_t argc = 5, out_len = 0;
+    napi_value argv[5], ext;
     flux_limiter_options o;
     uint64_t requests, burst, algorithm, max_keys;
     double period_ms = 0;
@@ -369,6 +415,7 @@ static napi_value limiter_new(napi_env env, napi_callback_info info) {
     bool ok;
     clock_box *clock;
     redis_box *redis;
+    shared_box *shared;
     limiter_box *box;
     napi_typedarray_type type;
     void *data = NULL;
@@ -394,6 +441,7 @@ static napi_value limiter_new(napi_env env, napi_callback_info info) {
     if (!ok) return NULL;
     clock = unwrap(env, argv[1]);
     redis = unwrap(env, argv[2]);
+    shared = argc >= 5 ? unwrap(env, argv[4]) : NULL;
     memset(&o, 0, sizeof o);
     o.requests = requests;
     o.period_ns = (uint64_t)(period_ms * NS_PER_MS);
@@ -407,8 +455,13 @@ static napi_value limiter_new(napi_env env, napi_callback_info info) {
         free(prefix);
         return NULL;
     }
-    r = redis != NULL ? flux_limiter_new_redis(&o, redis->redis, &box->limiter)
-                      : flux_limiter_new(&o, &box->limiter);
+    if (shared != NULL) {
+        r = flux_limiter_new_shared(&o, shared->shared, &box->limiter);
+    } else if (redis != NULL) {
+        r = flux_limiter_new_redis(&o, redis->redis, &box->limiter);
+    } else {
+        r = flux_limiter_new(&o, &box->limiter);
+    }
     free(prefix);
     if (r != FLUX_RESULT_OK) {
         free(box);
@@ -709,6 +762,9 @@ static napi_value close_handle(napi_env env, napi_callback_info info) {
     } else if (kind == 1) {
         flux_redis_free(((redis_box *)data)->redis);
         ((redis_box *)data)->redis = NULL;
+    } else if (kind == 3) {
+        flux_shared_free(((shared_box *)data)->shared);
+        ((shared_box *)data)->shared = NULL;
     } else {
         flux_clock_free(((clock_box *)data)->clock);
         ((clock_box *)data)->clock = NULL;
@@ -724,6 +780,7 @@ static napi_value init(napi_env env, napi_value exports) {
         {"clockAdvance", NULL, clock_advance, NULL, NULL, NULL, napi_default, NULL},
         {"redisNew", NULL, redis_new, NULL, NULL, NULL, napi_default, NULL},
         {"redisPing", NULL, redis_ping, NULL, NULL, NULL, napi_default, NULL},
+        {"sharedOpen", NULL, shared_open, NULL, NULL, NULL, napi_default, NULL},
         {"limiterNew", NULL, limiter_new, NULL, NULL, NULL, napi_default, NULL},
         {"hit", NULL, hit, NULL, NULL, NULL, napi_default, NULL},
         {"peek", NULL, peek, NULL, NULL, NULL, napi_default, NULL},

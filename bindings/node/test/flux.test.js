@@ -141,3 +141,32 @@ test('async on Redis: fail closed rejects', { skip: !process.env.FLUX_TEST_DEAD_
   await assert.rejects(new flux.Limiter({ requests: 2, periodMs: 60000, redis: gone }).hitAsync('k'),
     (e) => e instanceof flux.FluxError && e.code === 'FLUX_STORE_ERROR');
 });
+
+test('hit, peek and reset on a shared-memory region, seen by a second handle', () => {
+  const fs = require('node:fs');
+  const os = require('node:os');
+  const path = require('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'flux-node-shared-'));
+  try {
+    const file = path.join(dir, 'region');
+    const region = new flux.SharedRegion({ path: file, maxKeys: 64 });
+    const region2 = new flux.SharedRegion({ path: file });
+    const options = { requests: 3, periodMs: 60000, prefix: 'node-test:' };
+    const a = new flux.Limiter({ ...options, shared: region });
+    const b = new flux.Limiter({ ...options, shared: region2 });
+    let d = a.hit('k', 2);
+    assert.deepEqual([d.allowed, d.remaining, d.limit], [true, 1, 3]);
+    assert.equal(b.peek('k').remaining, 1);
+    assert.equal(b.hit('k', 2).allowed, false);
+    b.reset('k');
+    d = a.peek('k');
+    assert.equal(d.remaining, 3);
+    rejects(() => new flux.SharedRegion({ path: file, maxKeys: 128 }), 'FLUX_STORE_ERROR');
+    a.close();
+    b.close();
+    region.close();
+    region2.close();
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
