@@ -6,8 +6,9 @@
  *
  * - Handles (flux::limiter, flux::redis, flux::shared_region, flux::manual_clock) own their
  *   C handle and free it in their destructor (RAII). They are move-only: copying would mean
- *   two owners of one handle. A moved-from object holds no handle; calling it throws flux::error with
- *   FLUX_RESULT_NULL_ARGUMENT (as the C ABI would report), and destroying it is fine.
+ *   two owners of one handle. A moved-from object holds no handle; calling it throws
+ *   flux::error with FLUX_RESULT_NULL_ARGUMENT (as the C ABI would report), and destroying it
+ *   is fine.
  * - Errors are exceptions: flux::error, a std::runtime_error carrying the flux_result code
  *   (code()) and flux_last_error()'s message (what()), copied at the moment of the failure.
  *   Exceptions, not a result type, because every failure here is a programming or
