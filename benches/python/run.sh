@@ -80,7 +80,7 @@ if [[ ! -f $venv/.flux-fingerprint || $(cat "$venv/.flux-fingerprint") != "$fing
     fi
     rm -rf "$venv/wheels"
     "$maturin" build --release --quiet -i "$interp" -o "$venv/wheels"
-    wheel=$(ls "$venv"/wheels/flux-*.whl)
+    wheel=$(ls "$venv"/wheels/flux_ratelimit-*.whl)
     pip install --force-reinstall --no-deps "$wheel"
     pip install "$wheel" # the dependencies, if this Python needs any
     echo "$fingerprint" >"$venv/.flux-fingerprint"
