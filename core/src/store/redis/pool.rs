@@ -31,6 +31,9 @@ struct State {
     idle: Vec<Conn>,
     /// Connections that exist: idle, checked out, or being opened.
     open: usize,
+    /// Callers waiting for a connection. `std`'s `notify_one` always makes a syscall, so a
+    /// returned connection wakes someone only when someone waits (the common case is nobody).
+    waiting: usize,
 }
 
 /// A checked-out connection; returned to the pool on drop (or dropped if broken).
@@ -48,6 +51,7 @@ impl Pool {
             state: Mutex::new(State {
                 idle: Vec::new(),
                 open: 0,
+                waiting: 0,
             }),
             freed: Condvar::new(),
         }
@@ -80,10 +84,12 @@ impl Pool {
                     format!("all {} pooled connections stayed busy", self.size),
                 )));
             }
+            state.waiting += 1;
             state = match self.freed.wait_timeout(state, left) {
                 Ok((state, _)) => state,
                 Err(poisoned) => poisoned.into_inner().0,
             };
+            state.waiting -= 1;
         }
     }
 
@@ -103,8 +109,11 @@ impl Pool {
     }
 
     fn release_slot(&self) {
-        self.lock().open -= 1;
-        self.freed.notify_one();
+        let mut state = self.lock();
+        state.open -= 1;
+        if state.waiting > 0 {
+            self.freed.notify_one();
+        }
     }
 }
 
@@ -136,8 +145,11 @@ impl Drop for Pooled<'_> {
             drop(conn);
             self.pool.release_slot();
         } else {
-            self.pool.lock().idle.push(conn);
-            self.pool.freed.notify_one();
+            let mut state = self.pool.lock();
+            state.idle.push(conn);
+            if state.waiting > 0 {
+                self.pool.freed.notify_one();
+            }
         }
     }
 }
