@@ -18,6 +18,8 @@ Check = Callable[[Any], Any]
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 _NETWORK_TYPES = (ipaddress.IPv4Network, ipaddress.IPv6Network)
 
+from flux.rates import EXPECTED, parse_rates
+
 REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 
 
@@ -106,6 +108,17 @@ def text(*, empty: bool = True) -> Check:
         return value
 
     return check
+
+
+def rate_string(value: Any) -> str:
+    """A rate string (``"10/second; 1000/day"``, see :mod:`flux.rates`), as written."""
+    if not isinstance(value, str):
+        raise Invalid('a rate string such as "100/minute"', value)
+    try:
+        parse_rates(value)
+    except ValueError as exc:
+        raise Invalid(EXPECTED, value, str(exc).partition(": ")[2].partition("; ")[0]) from None
+    return value
 
 
 def optional(inner: Check) -> Check:

@@ -59,6 +59,7 @@ hash_keys = false               # store a digest of client identities (no IPs in
 headers_on_success = true       # X-RateLimit-* / RateLimit headers on allowed responses too
 # ipv6_prefix = 64              # one bucket per IPv6 /64 (default: per address)
 forwarded_header = "X-Forwarded-For"  # or "Forwarded" (RFC 7239), read from trusted proxies
+# exempt_ips = []               # networks never limited: 10.0.0.0/8, ::1 (after trusted_proxies)
 
 # -----------------------------------------------------------------------------
 # Analytics: decision events and the metrics server (/metrics on 127.0.0.1:port)
@@ -87,6 +88,7 @@ requests = 100                  # requests allowed ...
 period = 60                     # ... per this many seconds (may be a fraction: 0.5)
 # burst = 100                   # hits allowed at once (default: requests)
 # fail_silently = false         # Redis down: this limit's own policy (default: [flux]'s)
+# limit = "10/second; 1000/day" # instead of requests/period: rate strings, checked together
 
 # -----------------------------------------------------------------------------
 # Named limits: @rate_limit("strict"), RateLimiter.from_config("strict").
@@ -98,8 +100,7 @@ period = 60
 policy = "gcra"
 
 [rate_limits.strict]
-requests = 5
-period = 60
+limit = "5/minute"              # a rate string, instead of requests and period
 policy = "token_bucket"
 
 [rate_limits.high_throughput]

@@ -54,6 +54,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from flux import _checks as checks
 from flux._flat import FLAT_NAMES, REDIS_SECTION, Flat, flat_name
 from flux.exceptions import ConfigError
+from flux.rates import Rate, parse_rates
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -278,6 +279,9 @@ class FluxSettings:
       client cannot rotate through its subnet to multiply its quota (``None``: no grouping).
     - ``forwarded_header``: the header read from trusted proxies, ``"X-Forwarded-For"`` or
       ``"Forwarded"`` (RFC 7239).
+    - ``exempt_ips``: networks whose clients are never limited (``["10.0.0.0/8", "::1"]``),
+      matched against the client address after ``trusted_proxies``, so a forwarded header
+      cannot claim an exempt address from an untrusted peer.
     """
 
     _SECTION: ClassVar[str] = SECTION_FLUX
@@ -305,6 +309,7 @@ class FluxSettings:
     forwarded_header: str = field(
         default=FORWARDED_HEADERS[0], metadata=_check(checks.choice(FORWARDED_HEADERS))
     )
+    exempt_ips: tuple[checks.Network, ...] = field(default=(), metadata=_check(checks.networks))
 
     def __post_init__(self) -> None:
         _settle(self, self._SECTION)
@@ -349,11 +354,30 @@ class LimitConfig:
     fail_silently: bool | None = field(
         default=None, metadata=_check(checks.optional(checks.boolean))
     )
+    limit: str | None = field(default=None, metadata=_check(checks.optional(checks.rate_string)))
 
     def __post_init__(self) -> None:
         _settle(self, self._SECTION)
+        if self.limit is not None:
+            # The rate string replaces requests/period: its first rate is this limit's
+            # quota, the others are checked with it (see `rates`).
+            first = self.rates[0]
+            object.__setattr__(self, "requests", first.requests)
+            object.__setattr__(self, "period", first.period)
+            if len(self.rates) > 1 and self.burst not in (None, first.requests):
+                raise ConfigError(
+                    f"burst applies to one rate; {self.limit!r} has {len(self.rates)}",
+                    key=f"{self._SECTION}.burst",
+                )
         if self.burst is None:
             object.__setattr__(self, "burst", self.requests)
+
+    @property
+    def rates(self) -> tuple[Rate, ...]:
+        """Every quota of this limit: the ``limit`` string's rates, or ``requests/period``."""
+        if self.limit is None:
+            return (Rate(self.requests, self.period),)
+        return parse_rates(self.limit)
 
     # flux-limiter kept named limits as dicts (``config.rate_limits["api"]["requests"]``,
     # ``.get("burst")``): the same reads work on a LimitConfig.
@@ -698,13 +722,31 @@ def _limit(
 ) -> LimitConfig:
     """Build one limit; named limits (``base`` given) inherit what they omit (module doc)."""
     kwargs = _check_keys(LimitConfig, table, path, parts)
+    spelt = [k for k in ("requests", "period") if k in table]
+    if "limit" in table and spelt:
+        raise ConfigError(
+            f"expected the quota either as limit = {table['limit']!r} or as requests and "
+            "period, not both",
+            path=path,
+            key=_dotted(*parts, spelt[0]),
+        )
     if base is not None:
+        # A named limit that states no quota of its own inherits [rate_limit]'s, rate string
+        # and all; one that states any part of it starts from requests/period.
+        if base.limit is not None and "limit" not in table and not spelt:
+            kwargs["limit"] = base.limit
         kwargs.setdefault("requests", base.requests)
         kwargs.setdefault("period", base.period)
         kwargs.setdefault("policy", base.policy)
         kwargs.setdefault("fail_silently", base.fail_silently)
-        if "burst" not in table and "requests" not in table:
+        if "burst" not in table and "requests" not in table and "limit" not in table:
             kwargs["burst"] = base.burst
+    if "burst" in table and len(parse_rates(kwargs.get("limit") or "1/s")) > 1:
+        raise ConfigError(
+            f"expected no burst: it applies to one rate, and {kwargs['limit']!r} has several",
+            path=path,
+            key=_dotted(*parts, "burst"),
+        )
     limit: LimitConfig = _construct(LimitConfig, kwargs, path)
     _check_quota(limit, path, parts)
     return limit
@@ -718,6 +760,8 @@ def _check_quota(limit: LimitConfig, path: Path | None, parts: tuple[str, ...]) 
 
     try:
         _flux.Limiter(limit.requests, limit.period, burst=limit.burst, policy=str(limit.policy))
+        for rate in limit.rates[1:]:
+            _flux.Limiter(rate.requests, rate.period, policy=str(limit.policy))
     except ValueError as exc:
         raise ConfigError(str(exc), path=path, key=_dotted(*parts)) from None
 

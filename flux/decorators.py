@@ -27,6 +27,7 @@ from typing import Any, TypeVar, overload
 from flux.config import FluxConfig, RateLimitPolicy, get_config
 from flux.identity import Identifier, KeySpec
 from flux.integrations import find_request
+from flux.integrations._chosen import Chooser, LimitChoice
 from flux.integrations._limits import (
     LIMITED_FLAG,
     BadCost,
@@ -38,11 +39,24 @@ from flux.integrations._limits import (
     check_cost,
     check_methods,
     evaluate,
-    shared_limit,
+    limits_for,
+    named_rates,
     unavailable,
+)
+from flux.integrations._policies import (
+    DeductWhen,
+    ExemptWhen,
+    OnLimited,
+    alimited,
+    asettle,
+    check_callable,
+    is_exempt,
+    limited,
+    settle,
 )
 from flux.integrations._unavailable import OnUnavailable, StoreUnavailable, Unavailable
 from flux.limiter import RateLimiter
+from flux.rates import is_rate_string
 
 __all__ = ["RateLimit", "limits_of", "rate_limit"]
 
@@ -58,7 +72,8 @@ class RateLimit:
     """
 
     name: str | None
-    limit: Limit
+    limits: tuple[Limit, ...]
+    choose: LimitChoice | None
     identify: Identifier
     cost: Cost
     methods: frozenset[str] | None
@@ -77,31 +92,81 @@ class RateLimit:
         config: FluxConfig | None = None,
         ipv6_prefix: int | None = None,
         on_unavailable: OnUnavailable | None = None,
+        limit: str | LimitChoice | None = None,
+        exempt_when: ExemptWhen | None = None,
+        deduct_when: DeductWhen | None = None,
+        on_limited: OnLimited | None = None,
     ) -> None:
-        """Build the limiter and check every argument now (see :func:`rate_limit`)."""
-        if on_unavailable is not None and not callable(on_unavailable):
-            raise TypeError(f"on_unavailable must be callable, got {on_unavailable!r}")
-        self.on_unavailable = on_unavailable
+        """Build the limiters and check every argument now (see :func:`rate_limit`)."""
+        self.on_unavailable = check_callable(on_unavailable, "on_unavailable")
+        self.exempt_when = check_callable(exempt_when, "exempt_when")
+        self.deduct_when = check_callable(deduct_when, "deduct_when")
+        self.on_limited = check_callable(on_limited, "on_limited")
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a preset name (str) or None, got {name!r}")
-        config = config if config is not None else get_config()
-        self.name = name
-        if name is not None:
-            self.limit = shared_limit(
-                name, requests=requests, period=period, burst=burst, policy=policy, config=config
+        if name is not None and is_rate_string(name):  # rate_limit("5/minute")
+            if limit is not None:
+                raise TypeError(f"the rate is given twice: {name!r} and limit={limit!r}")
+            name, limit = None, name
+        if limit is not None and not isinstance(limit, str) and not callable(limit):
+            raise TypeError(
+                f"limit must be a rate string, a preset name or a callable, got {limit!r}"
             )
+        if isinstance(limit, str) and not is_rate_string(limit):
+            if name is not None:
+                raise TypeError(f"name a preset once: {name!r} or limit={limit!r}")
+            name, limit = limit, None  # limit="pro" is rate_limit("pro")
+        self.config = config = config if config is not None else get_config()
+        self.burst, self.policy = burst, policy
+        # A named declaration (a preset, or a name given to a rate string) shares its buckets
+        # with every view that names it; an unnamed one is its view's own.
+        self.name = name
+        self.choose = limit if callable(limit) else None
+        if self.choose is not None:
+            if requests is not None or period is not None:
+                raise TypeError("a limit chosen per request takes no requests or period")
+            self.limits = ()
+        elif isinstance(limit, str) and name is not None:
+            self.limits = named_rates(name, limit, burst=burst, policy=policy, config=config)
         else:
-            self.limit = Limit(
-                requests=requests, period=period, burst=burst, policy=policy, config=config
+            self.limits = limits_for(
+                limit if limit is not None else name,
+                requests=requests,
+                period=period,
+                burst=burst,
+                policy=policy,
+                config=config,
             )
         self.identify = Identifier(key, config=config, ipv6_prefix=ipv6_prefix)
         self.cost = check_cost(cost)
         self.methods = check_methods(methods)
 
     @property
+    def limit(self) -> Limit:
+        """The (first) limit of this declaration (a limit chosen per request has none)."""
+        if not self.limits:
+            raise TypeError("this declaration's limit is chosen per request")
+        return self.limits[0]
+
+    @property
     def limiter(self) -> RateLimiter:
-        """The limiter this declaration counts against."""
+        """The limiter this declaration counts against (the first, for several rates)."""
         return self.limit.limiter
+
+    def rule(self, limit: Limit, *, bucket: str, label: str) -> Rule:
+        """A rule applying ``limit`` with this declaration's identity, cost and policies."""
+        return Rule(
+            limit,
+            bucket=bucket,
+            label=label,
+            identify=self.identify,
+            cost=self.cost,
+            methods=self.methods,
+            on_unavailable=self.on_unavailable,
+            exempt_when=self.exempt_when,
+            deduct_when=self.deduct_when,
+            on_limited=self.on_limited,
+        )
 
     def __call__(self, func: F) -> F:
         """Decorate ``func`` (merging with ``rate_limit`` decorators already on it)."""
@@ -140,6 +205,10 @@ def rate_limit(
     config: FluxConfig | None = None,
     ipv6_prefix: int | None = None,
     on_unavailable: OnUnavailable | None = None,
+    limit: str | LimitChoice | None = None,
+    exempt_when: ExemptWhen | None = None,
+    deduct_when: DeductWhen | None = None,
+    on_limited: OnLimited | None = None,
 ) -> RateLimit: ...
 
 
@@ -156,12 +225,21 @@ def rate_limit(
     config: FluxConfig | None = None,
     ipv6_prefix: int | None = None,
     on_unavailable: OnUnavailable | None = None,
+    limit: str | LimitChoice | None = None,
+    exempt_when: ExemptWhen | None = None,
+    deduct_when: DeductWhen | None = None,
+    on_limited: OnLimited | None = None,
 ) -> Any:
     """Rate-limit a view, endpoint or function.
 
     - ``name``: a preset ``[rate_limits.<name>]`` of flux.toml; the explicit ``requests``,
       ``period``, ``burst`` and ``policy`` override it. Without a name, unset values come from
-      ``[rate_limit]``. Views decorated with the same name share one bucket.
+      ``[rate_limit]``. Views decorated with the same name share one bucket. A rate string
+      (``"5/minute"``, ``"10/second; 1000/day"``, see :mod:`flux.rates`) in place of the name
+      gives the quota instead: several rates are checked together, all or nothing.
+    - ``limit``: a rate string, a preset name, or a callable receiving the request (run after
+      the framework's authentication) that returns either, or None for "not limited"; see
+      :mod:`flux.integrations._chosen` for tiers and what a change of tier does.
     - ``key``: ``None``/``"ip"`` (client IP), ``"user"``, ``"header:<Name>"``, a callable
       taking the request, or a constant string (see :mod:`flux.identity`).
     - ``cost``: hits per call (an int, or a callable taking the request).
@@ -170,6 +248,12 @@ def rate_limit(
       clients per ``/prefix`` network (e.g. 64).
     - ``on_unavailable(request, error)``: the response when the store cannot decide and the
       limit fails closed (``fail_silently = false``); default a 503 with ``Retry-After``.
+    - ``exempt_when(request)``: True leaves the request unlimited and uncounted (so does
+      ``[flux] exempt_ips``). ``deduct_when(response)``: the hit is taken before the view and
+      given back when this returns False (a view that raises keeps it).
+      ``on_limited(request, result)``: the response to a refused request (default: the
+      framework's handler for RateLimitExceeded if the application has one, else a JSON 429);
+      the rate-limit headers are added to it.
 
     The limit is named ``name`` or ``module.qualname`` (the bucket), and each client has its
     own state in it: the stored key is ``{key_prefix}{bucket}:{<identity>}:<algorithm>``, as
@@ -180,6 +264,7 @@ def rate_limit(
         return RateLimit()(name)
     return RateLimit(
         name,
+        limit=limit,
         requests=requests,
         period=period,
         burst=burst,
@@ -190,6 +275,9 @@ def rate_limit(
         config=config,
         ipv6_prefix=ipv6_prefix,
         on_unavailable=on_unavailable,
+        exempt_when=exempt_when,
+        deduct_when=deduct_when,
+        on_limited=on_limited,
     )
 
 
@@ -236,34 +324,60 @@ def _qualified_name(func: Callable[..., Any]) -> tuple[str, str]:
     return (f"{module}.{qualname}" if module else qualname), qualname.rpartition("<locals>.")[2]
 
 
-def _rules(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> list[Rule]:
-    """One rule per declared limit; unnamed limits of one function get distinct buckets."""
+def _rules(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> list[Rule | Chooser]:
+    """One rule per declared limit (or a chooser, for a limit chosen per request); unnamed
+    limits of one function get distinct buckets."""
     full, short = _qualified_name(func)
-    unnamed = sum(1 for d in declared if d.name is None)
-    rules, seen = [], set()
+    unnamed = sum(len(d.limits) or 1 for d in declared if d.name is None)
+    rules: list[Rule | Chooser] = []
+    seen: set[str] = set()
     for declaration in declared:
-        if declaration.name is not None:
-            bucket = label = declaration.name
-        else:
-            suffix = f"[{declaration.limit.describe()}]" if unnamed > 1 else ""
-            while full + suffix in seen:  # identical quotas twice: still two buckets
-                suffix += "'"
-            bucket, label = full + suffix, short + suffix
-        seen.add(bucket)
-        rule = Rule(
-            declaration.limit,
-            bucket=bucket,
-            label=label,
-            identify=declaration.identify,
-            cost=declaration.cost,
-            methods=declaration.methods,
-            on_unavailable=declaration.on_unavailable,
-        )
-        # The limit is named by its bucket: the declaration's `limiter` is the one its latest
-        # decoration counts against (stacking re-wraps the function with every declaration).
-        declaration.limit = rule.limit
-        rules.append(rule)
+        if declaration.choose is not None:
+            suffix = f"[{len(rules)}]" if len(declared) > 1 else ""
+            rules.append(Chooser(declaration, full + suffix, short + suffix))
+            continue
+        named: list[Limit] = []
+        for limit in declaration.limits:
+            if declaration.name is not None:
+                bucket = label = limit.name or declaration.name
+            else:
+                suffix = f"[{limit.describe()}]" if unnamed > 1 else ""
+                while full + suffix in seen:  # identical quotas twice: still two buckets
+                    suffix += "'"
+                bucket, label = full + suffix, short + suffix
+            seen.add(bucket)
+            rule = declaration.rule(limit, bucket=bucket, label=label)
+            named.append(rule.limit)
+            rules.append(rule)
+        # The limits are named by their buckets: the declaration's `limiter` is the one its
+        # latest decoration counts against (stacking re-wraps the function with every one).
+        declaration.limits = tuple(named)
     return rules
+
+
+def _select(
+    sources: list[Rule | Chooser],
+    integration: Any,
+    request: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> list[Rule]:
+    """The rules that apply to this call: limits chosen now, exempt requests left out."""
+    chosen: list[Rule] = []
+    for source in sources:
+        rules = (
+            source.rules(integration, request, args, kwargs)
+            if isinstance(source, Chooser)
+            else (source,)
+        )
+        for rule in rules:
+            if (
+                not rule.has_policies
+                or request is None
+                or not is_exempt(rule, integration, request)
+            ):
+                chosen.append(rule)
+    return chosen
 
 
 class _Params:
@@ -313,17 +427,24 @@ def _has_var_positional(func: Callable[..., Any]) -> bool:
 
 
 def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable[..., Any]:
-    rules = _rules(func, declared)
+    sources = _rules(func, declared)
     endpoint = _qualified_name(func)[0]
     params = _Params(func)
     locate = params.locate
     # Settled now: a limit keeps the configuration it was declared with.
-    headers_on_success = rules[0].limit.config.flux.headers_on_success
+    headers_on_success = declared[0].config.flux.headers_on_success
+    # Per-request policies (a limit chosen per request, exemptions, deduct_when, on_limited):
+    # each call selects its rules and settles its hits after the view. Without any, `rules`
+    # is fixed and the call never looks.
+    static = [source for source in sources if isinstance(source, Rule)]
+    policies = len(static) < len(sources) or any(rule.has_policies for rule in static)
+    rules: list[Rule] = static
 
     # One limit and no methods to select by: most views. Their allowed requests take a short
     # lane, straight from the decision to the response, without a Check.
-    lane = rules[0] if len(rules) == 1 and rules[0].methods is None else None
-    quoted_label, window_s = rules[0].quoted_label, rules[0].window_s
+    lane = rules[0] if not policies and len(rules) == 1 and rules[0].methods is None else None
+    quoted_label = lane.quoted_label if lane is not None else ""
+    window_s = lane.window_s if lane is not None else 0
 
     # The two wrappers differ only in awaiting; they run on every request, so each is written
     # out in full rather than through shared helpers (a Python call costs ~0.1 µs here).
@@ -341,7 +462,7 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                 and (state is None or state.pending is None)
             ):
                 try:
-                    identity, result = lane.hit(integration, request, args, kwargs, endpoint)
+                    identity, result, cost = lane.hit(integration, request, args, kwargs, endpoint)
                 except (StoreUnavailable, BadCost) as error:
                     undecided = unavailable(rules, integration, request, error)
                     if undecided is None:  # a bad cost under a limit that fails open
@@ -354,9 +475,18 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                         items = result.header_items(quoted_label, window_s, raw)
                         return integration.add_header_items(request, response, items, sub)
                     return response
-                check: Check | Unavailable = Check(rules, [identity], [result], state)
+                check: Check | Unavailable = Check(rules, [identity], [result], state, (cost,))
             else:
-                evaluated = await aevaluate(rules, integration, request, args, kwargs, endpoint)
+                try:
+                    now = (
+                        _select(sources, integration, request, args, kwargs) if policies else rules
+                    )
+                except BadCost as error:
+                    evaluated: Check | Unavailable | None = unavailable(
+                        static, integration, request, error
+                    )
+                else:
+                    evaluated = await aevaluate(now, integration, request, args, kwargs, endpoint)
                 if evaluated is None:
                     return await func(*args, **kwargs)
                 check = evaluated
@@ -368,8 +498,12 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                 # Tell a middleware on this request that the view writes the headers.
                 check.state.decorated = True
             if check.denied:
+                if isinstance(check, Check):
+                    return await alimited(check, integration, request)
                 return check.deny(integration)
             response = await func(*args, **kwargs)
+            if isinstance(check, Check) and (policies or check.state is not None):
+                response = await asettle(check, integration, response)
             if headers_on_success:
                 items = check.header_items(integration.raw_headers)
                 return integration.add_header_items(request, response, items, sub)
@@ -388,7 +522,7 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                 and (state is None or state.pending is None)
             ):
                 try:
-                    identity, result = lane.hit(integration, request, args, kwargs, endpoint)
+                    identity, result, cost = lane.hit(integration, request, args, kwargs, endpoint)
                 except (StoreUnavailable, BadCost) as error:
                     undecided = unavailable(rules, integration, request, error)
                     if undecided is None:  # a bad cost under a limit that fails open
@@ -401,9 +535,18 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                         items = result.header_items(quoted_label, window_s, raw)
                         return integration.add_header_items(request, response, items, sub)
                     return response
-                check: Check | Unavailable = Check(rules, [identity], [result], state)
+                check: Check | Unavailable = Check(rules, [identity], [result], state, (cost,))
             else:
-                found = evaluate(rules, integration, request, args, kwargs, endpoint)
+                try:
+                    now = (
+                        _select(sources, integration, request, args, kwargs) if policies else rules
+                    )
+                except BadCost as error:
+                    found: Check | Unavailable | None = unavailable(
+                        static, integration, request, error
+                    )
+                else:
+                    found = evaluate(now, integration, request, args, kwargs, endpoint)
                 if found is None:
                     return func(*args, **kwargs)
                 check = found
@@ -415,8 +558,12 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                 # Tell a middleware on this request that the view writes the headers.
                 check.state.decorated = True
             if check.denied:
+                if isinstance(check, Check):
+                    return limited(check, integration, request)
                 return check.deny(integration)
             response = func(*args, **kwargs)
+            if isinstance(check, Check) and (policies or check.state is not None):
+                response = settle(check, integration, response)
             if headers_on_success:
                 items = check.header_items(integration.raw_headers)
                 return integration.add_header_items(request, response, items, sub)

@@ -32,8 +32,15 @@ class RateLimitExceeded(FluxError):
     ``RateLimiter.require``). ``retry_after`` is the number of seconds (float) until the same hit
     would be allowed. ``limit``, ``remaining`` and ``reset_after`` are filled from ``result`` when
     one is given, and are ``None`` when unknown.
+
+    An application's own handler for it (Flask ``errorhandler``, Starlette/FastAPI
+    ``exception_handler``, Django's ``FLUX_ON_LIMITED``) answers refused requests instead of
+    flux's JSON 429; ``status_code`` (also ``code``, as werkzeug names it) is 429, so a handler
+    shared with HTTP errors reads it the same way.
     """
 
+    status_code = 429
+    code = 429
     key: str
     retry_after: float
     result: Any

@@ -342,15 +342,19 @@ class Identifier:
         """The client IP of ``request`` (trusted proxies honoured, IPv6 grouped)."""
         if not self.trusted_proxies:
             return _peer_ip(integration.peer(request), self.ipv6_prefix)
+        return group_ipv6(self.address(integration, request), self.ipv6_prefix)
+
+    def address(self, integration: Integration, request: Any) -> str:
+        """The client address of ``request``, trusted proxies honoured, never grouped."""
         peer = integration.peer(request)
-        chain: list[str] = []
-        if self.trusted_proxies:
-            value = integration.header(request, self.forwarded_header)
-            if self.forwarded_header == FORWARDED:
-                chain = parse_forwarded(value)
-            else:
-                chain = parse_x_forwarded_for(value)
-        return group_ipv6(client_ip(peer, chain, self.trusted_proxies), self.ipv6_prefix)
+        if not self.trusted_proxies:
+            return client_ip(peer, (), ())
+        value = integration.header(request, self.forwarded_header)
+        if self.forwarded_header == FORWARDED:
+            chain = parse_forwarded(value)
+        else:
+            chain = parse_x_forwarded_for(value)
+        return client_ip(peer, chain, self.trusted_proxies)
 
     def __call__(
         self,

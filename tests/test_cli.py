@@ -95,7 +95,7 @@ def test_template_loads_back(clean_env: Path) -> None:
     assert config.flux.jitter_enabled is False
     assert dict(config.rate_limits) == {
         "default": LimitConfig(100, 60, 100, RateLimitPolicy.GCRA),
-        "strict": LimitConfig(5, 60, 5, RateLimitPolicy.TOKEN_BUCKET),
+        "strict": LimitConfig(5, 60, 5, RateLimitPolicy.TOKEN_BUCKET, limit="5/minute"),
         "high_throughput": LimitConfig(10000, 60, 10000, RateLimitPolicy.GCRA),
     }
 
@@ -132,6 +132,7 @@ def test_template_shows_the_defaults() -> None:
         "flux.storage",
         "flux.ipv6_prefix",
         "rate_limit.fail_silently",
+        "rate_limit.limit",
     }
     classes = {
         "redis": RedisConfig,
@@ -162,8 +163,9 @@ def test_template_shows_the_defaults() -> None:
 
 
 def test_uncommented_template_still_loads(clean_env: Path) -> None:
-    # Uncomment every `# key = value` example and the `# [redis]` header.
-    text = re.sub(r"^# (\[redis\]|[a-z_]+ = )", r"\1", TEMPLATE, flags=re.M)
+    # Uncomment every `# key = value` example and the `# [redis]` header (but [rate_limit]'s
+    # `limit`, which replaces the requests and period shown above it).
+    text = re.sub(r"^# (\[redis\]|(?!limit )[a-z_]+ = )", r"\1", TEMPLATE, flags=re.M)
     target = clean_env / "flux.toml"
     target.write_text(text, encoding="utf-8")
     config = load_config(target)

@@ -80,6 +80,7 @@ DEFAULTS = [
     ("flux", "headers_on_success", True),
     ("flux", "ipv6_prefix", None),
     ("flux", "forwarded_header", "X-Forwarded-For"),
+    ("flux", "exempt_ips", ()),
     ("analytics", "enabled", False),
     ("analytics", "port", 4444),
     ("analytics", "stream", "flux:events"),
@@ -90,6 +91,7 @@ DEFAULTS = [
     ("rate_limit", "period", 60),
     ("rate_limit", "burst", 100),
     ("rate_limit", "fail_silently", None),
+    ("rate_limit", "limit", None),
 ]
 
 
@@ -479,6 +481,13 @@ BAD_VALUES = [
     ('[rate_limit]\nfail_silently = "no"', "rate_limit.fail_silently", "true or false"),
     ("[flux]\nipv6_prefix = 0", "flux.ipv6_prefix", "1"),
     ('[flux]\nforwarded_header = "X-Real-IP"', "flux.forwarded_header", "Forwarded"),
+    ('[flux]\nexempt_ips = ["10.0.0.1/8"]', "flux.exempt_ips", 'mean "10.0.0.0/8"'),
+    ('[flux]\nexempt_ips = "::1"', "flux.exempt_ips", "an array of CIDRs"),
+    ('[rate_limit]\nlimit = "10/fortnight"', "rate_limit.limit", "unknown unit 'fortnight'"),
+    ('[rate_limit]\nlimit = "10"', "rate_limit.limit", '"<count>/<unit>"'),
+    ("[rate_limit]\nlimit = 10", "rate_limit.limit", "a rate string"),
+    ('[rate_limit]\nlimit = "5/minute"\nrequests = 5', "rate_limit.requests", "not both"),
+    ('[rate_limits.a]\nlimit = "5/s; 9/day"\nburst = 3', "rate_limits.a.burst", "one rate"),
     ('[analytics]\nenabled = "no"', "analytics.enabled", "true or false"),
     ("[analytics]\nport = 70000", "analytics.port", "an integer from 1 to 65535"),
     ("[analytics]\nport = 0", "analytics.port", "an integer from 1 to 65535"),

@@ -103,6 +103,27 @@ class Integration:
         every allowed request (bytes when :attr:`raw_headers`)."""
         return self.add_headers(request, response, dict(items), sub_response)
 
+    def as_response(self, returned: Any) -> Any:
+        """What a view returned, as the framework's response object where it has one
+        (Flask views may return a tuple), for ``deduct_when`` and ``on_limited`` to read."""
+        return returned
+
+    def app_limited_response(self, request: Any, error: Any) -> Any:
+        """The application's own answer to a refused request, from the framework's error
+        handling (a handler registered for :class:`~flux.RateLimitExceeded` or for 429);
+        None when it has none. May be awaitable."""
+        return None
+
+    def run_awaitable(self, awaitable: Any) -> Any:
+        """Run an async handler's result from a sync view (where the framework can)."""
+        close = getattr(awaitable, "close", None)
+        if close is not None:
+            close()
+        raise TypeError(
+            "an async on_limited or error handler cannot answer a sync view; make it a plain "
+            "function"
+        )
+
 
 def _duck_attr(obj: Any, *names: str) -> Any:
     for name in names:

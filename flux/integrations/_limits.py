@@ -33,9 +33,17 @@ from flux.headers import (
 from flux.identity import Identifier
 from flux.integrations import _report
 from flux.integrations._common import Integration, RequestState, denied_body
+from flux.integrations._policies import (
+    DeductWhen,
+    ExemptWhen,
+    OnLimited,
+    check_callable,
+    exempt_addresses,
+)
 from flux.integrations._report import report, report_error, report_one
 from flux.integrations._unavailable import OnUnavailable, StoreUnavailable, Unavailable
 from flux.limiter import ManualClock, RateLimiter, RateLimitResult
+from flux.rates import is_rate_string, parse_rates
 
 LOG = logging.getLogger("flux")
 
@@ -219,6 +227,95 @@ def shared_limit(
         return limit
 
 
+def limits_for(
+    spec: str | None,
+    *,
+    requests: int | None = None,
+    period: float | None = None,
+    burst: int | None = None,
+    policy: RateLimitPolicy | str | None = None,
+    config: FluxConfig | None = None,
+) -> tuple[Limit, ...]:
+    """The limits a declaration names: a rate string gives one unnamed limit per rate; a
+    preset gives its shared limit, plus one per further rate of its ``limit`` string (named
+    ``<preset>[<quota>]``, so each quota has keys of its own); None gives ``[rate_limit]``'s.
+
+    ``requests``/``period`` override a preset's first quota, as they always did; with a rate
+    string they make no sense and are refused.
+    """
+    config = config if config is not None else get_config()
+    if spec is not None and is_rate_string(spec):
+        if requests is not None or period is not None:
+            raise ValueError(
+                f"give the quota either as the rate string {spec!r} or as requests and period, "
+                "not both"
+            )
+        rates = parse_rates(spec)
+        if burst is not None and len(rates) > 1:
+            raise ValueError(f"burst applies to one rate; {spec!r} has {len(rates)}")
+        return tuple(
+            Limit(requests=r.requests, period=r.period, burst=burst, policy=policy, config=config)
+            for r in rates
+        )
+    if spec is None:
+        base = config.rate_limit
+        first = Limit(requests=requests, period=period, burst=burst, policy=policy, config=config)
+    else:
+        base = config.limit(spec) if requests is None or period is None else None
+        first = shared_limit(
+            spec, requests=requests, period=period, burst=burst, policy=policy, config=config
+        )
+    if base is None or requests is not None or period is not None or len(base.rates) == 1:
+        return (first,)
+    policy = policy if policy is not None else base.policy
+    if spec is None:  # unnamed: every rate in the declaring view's own buckets
+        return (
+            first,
+            *(
+                Limit(requests=r.requests, period=r.period, policy=policy, config=config)
+                for r in base.rates[1:]
+            ),
+        )
+    extra = (
+        shared_limit(
+            f"{spec}[{rate.describe()}]",
+            requests=rate.requests,
+            period=rate.period,
+            burst=None,
+            policy=policy,
+            config=config,
+        )
+        for rate in base.rates[1:]
+    )
+    return (first, *extra)
+
+
+def named_rates(
+    name: str,
+    text: str,
+    *,
+    burst: int | None = None,
+    policy: RateLimitPolicy | str | None = None,
+    config: FluxConfig | None = None,
+) -> tuple[Limit, ...]:
+    """The limits of rate string ``text`` named ``name`` (``rate_limit("login", limit="5/m")``):
+    the first rate is named ``name``, each further one ``name[<quota>]``."""
+    rates = parse_rates(text)
+    if burst is not None and len(rates) > 1:
+        raise ValueError(f"burst applies to one rate; {text!r} has {len(rates)}")
+    return tuple(
+        shared_limit(
+            name if i == 0 else f"{name}[{rate.describe()}]",
+            requests=rate.requests,
+            period=rate.period,
+            burst=burst,
+            policy=policy,
+            config=config,
+        )
+        for i, rate in enumerate(rates)
+    )
+
+
 def _cost_arity(cost: Callable[..., int]) -> int:
     try:
         params = inspect.signature(cost).parameters.values()
@@ -300,13 +397,26 @@ class Rule:
         cost: Cost = 1,
         methods: Iterable[str] | str | None = None,
         on_unavailable: OnUnavailable | None = None,
+        exempt_when: ExemptWhen | None = None,
+        deduct_when: DeductWhen | None = None,
+        on_limited: OnLimited | None = None,
     ) -> None:
         """Describe how ``limit`` applies; ``label`` names it in the IETF headers.
 
         ``on_unavailable(request, error)`` builds the response when the store cannot decide
-        and the limit fails closed (default: a 503 with ``Retry-After``).
+        and the limit fails closed (default: a 503 with ``Retry-After``). ``exempt_when``,
+        ``deduct_when`` and ``on_limited`` are the per-request policies of
+        :mod:`flux.integrations._policies`.
         """
         self.on_unavailable = on_unavailable
+        self.exempt_when = check_callable(exempt_when, "exempt_when")
+        self.deduct_when = check_callable(deduct_when, "deduct_when")
+        self.on_limited = check_callable(on_limited, "on_limited")
+        self.exempt_addresses = exempt_addresses(limit.config)
+        # Whether a request needs more than one hit and the headers (the short lane).
+        self.has_policies = any(
+            p is not None for p in (exempt_when, deduct_when, on_limited, self.exempt_addresses)
+        )
         limit = limit.for_bucket(bucket)
         self.limit = limit
         self.bucket = bucket
@@ -332,9 +442,9 @@ class Rule:
         args: Sequence[Any],
         kwargs: Mapping[str, Any],
         endpoint: str | None,
-    ) -> tuple[str, RateLimitResult]:
-        """Count one call against this rule alone: ``(identity, decision)``, reported to
-        analytics. (Methods are the caller's to check.)
+    ) -> tuple[str, RateLimitResult, int]:
+        """Count one call against this rule alone: ``(identity, decision, cost)``, reported
+        to analytics. (Methods are the caller's to check.)
 
         Every request of a singly-limited view comes through here, so it is written out in
         full rather than through helpers: each Python call saved is ~0.1 µs.
@@ -349,7 +459,7 @@ class Rule:
         # Limit.limiter, inline: it is only rebuilt after a test reset.
         limiter = limit._limiter if limit._generation == _generation else limit.limiter
         if not _report.wanted:  # analytics off, no hooks: nothing to time or to report
-            return identity, limiter.hit(identity, endpoint, cost)
+            return identity, limiter.hit(identity, endpoint, cost), cost
         started = perf_counter()
         try:
             result = limiter.hit(identity, endpoint, cost)
@@ -357,7 +467,7 @@ class Rule:
             report_error((self.bucket,), (identity,), error, perf_counter() - started, endpoint)
             raise
         report_one(self.bucket, identity, result, perf_counter() - started, endpoint)
-        return identity, result
+        return identity, result, cost
 
     def cost_for(self, request: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> int:
         """The cost of this call (a callable cost sees the request, or the call's arguments)."""
@@ -425,7 +535,7 @@ async def ahit_all(items: list[Item], endpoint: str | None = None) -> list[RateL
 class Check:
     """The decision for one request under several rules, and the responses it implies."""
 
-    __slots__ = ("config", "denied", "identities", "results", "rules", "state")
+    __slots__ = ("config", "costs", "denied", "identities", "results", "rules", "state")
 
     rules: list[Rule]
     results: list[RateLimitResult]
@@ -439,9 +549,12 @@ class Check:
         identities: list[str],
         results: list[RateLimitResult],
         state: RequestState | None = None,
+        costs: Sequence[int] = (),
     ) -> None:
-        """``state``: what a middleware attached to this request (its limits come first)."""
+        """``state``: what a middleware attached to this request (its limits come first);
+        ``costs``: what each hit took (to give back, see ``deduct_when``)."""
         self.rules = rules
+        self.costs = costs
         self.identities = identities
         self.results = results
         self.state = state
@@ -587,7 +700,8 @@ def _checked(
 ) -> Check:
     """Report the decisions to analytics and wrap them, for sync and async alike."""
     report(_names(chosen.rules), chosen.identities, results, perf_counter() - started, endpoint)
-    return Check(chosen.rules, chosen.identities, results, _state(integration, request))
+    costs = [cost for _, _, cost in chosen.items]
+    return Check(chosen.rules, chosen.identities, results, _state(integration, request), costs)
 
 
 _NO_KWARGS: Mapping[str, Any] = {}
@@ -605,11 +719,11 @@ def _evaluate_one(
     if rule.methods is not None and not _method_in(rule.methods, integration, request):
         return _pending_alone(integration, request, endpoint)
     try:
-        identity, result = rule.hit(integration, request, args, kwargs, endpoint)
+        identity, result, cost = rule.hit(integration, request, args, kwargs, endpoint)
     except (StoreUnavailable, BadCost) as error:
         return unavailable([rule], integration, request, error)
     state = integration.state(request) if integration is not None else None
-    return Check([rule], [identity], [result], state)
+    return Check([rule], [identity], [result], state, (cost,))
 
 
 def _store_of(rule: Rule) -> tuple[str, int]:
@@ -627,15 +741,17 @@ def _with_pending(
     state = integration.state(request) if integration is not None else None
     if state is None or state.pending is None:
         return rules, None
-    pending: Rule = state.pending
+    pending: list[Rule] = state.pending
     state.pending = None
-    if all(_store_of(rule) == _store_of(pending) for rule in rules):
-        return [pending, *rules], None
-    check = _evaluate_one(pending, integration, request, (), _NO_KWARGS, endpoint)
+    store = _store_of(pending[0])
+    if all(_store_of(rule) == store for rule in (*pending, *rules)):
+        return [*pending, *rules], None
+    check = evaluate(pending, integration, request, (), _NO_KWARGS, endpoint)
     if check is None or check.denied or not isinstance(check, Check):
         return rules, check
-    state.applied.append(
-        AppliedLimit(pending.label, pending.limit.limiter.period, check.results[0])
+    state.applied.extend(
+        AppliedLimit(rule.label, rule.limit.limiter.period, result)
+        for rule, result in zip(check.rules, check.results)
     )
     return rules, None
 
@@ -648,9 +764,9 @@ def _pending_alone(
     state = integration.state(request) if integration is not None else None
     if state is None or state.pending is None:
         return None
-    pending: Rule = state.pending
+    pending: list[Rule] = state.pending
     state.pending = None
-    return _evaluate_one(pending, integration, request, (), _NO_KWARGS, endpoint)
+    return evaluate(pending, integration, request, (), _NO_KWARGS, endpoint)
 
 
 def unavailable(

@@ -24,6 +24,8 @@ from typing import Any, Callable
 
 from flux.integrations import FrameworkNotInstalled
 from flux.integrations._common import TOO_MANY_REQUESTS, Integration, RequestState
+from flux.integrations._limits import Check
+from flux.integrations._policies import alimited, asettle, limited, settle
 
 try:
     from asgiref.sync import iscoroutinefunction, markcoroutinefunction
@@ -100,6 +102,11 @@ class DjangoIntegration(Integration):
         """A ``JsonResponse`` with status 429 (DRF's ``finalize_response`` accepts it too)."""
         return JsonResponse(body, status=status, headers=dict(headers))
 
+    def app_limited_response(self, request: Any, error: Any) -> Any:
+        """``settings.FLUX_ON_LIMITED(request, error)``, when the project sets it."""
+        handler = _on_limited_handler()
+        return None if handler is None else handler(request, error)
+
     def add_headers(
         self, request: Any, response: Any, headers: Mapping[str, str], sub_response: Any = None
     ) -> Any:
@@ -108,6 +115,21 @@ class DjangoIntegration(Integration):
             for name, value in headers.items():
                 response[name] = value
         return response
+
+
+#: Setting naming the application's answer to a refused request: a callable or its dotted
+#: path, called as ``handler(request, exception)`` (a :class:`~flux.RateLimitExceeded`),
+#: like Django's own ``handler403``.
+ON_LIMITED_SETTING = "FLUX_ON_LIMITED"
+
+
+def _on_limited_handler() -> Any:
+    handler = getattr(settings, ON_LIMITED_SETTING, None)
+    if isinstance(handler, str):
+        from django.utils.module_loading import import_string
+
+        handler = import_string(handler)
+    return handler
 
 
 INTEGRATION = DjangoIntegration()
@@ -142,20 +164,31 @@ class FluxMiddleware:
         if check is None:
             return self.get_response(request)
         if check.denied:
-            return check.deny(INTEGRATION)
+            return (
+                limited(check, INTEGRATION, request)
+                if isinstance(check, Check)
+                else (check.deny(INTEGRATION))
+            )
         state = RequestState(list(check.applied))
         INTEGRATION.set_state(request, state)
-        return self._finish(request, self.get_response(request), state)
+        response = self.get_response(request)
+        if self.limits.settles and isinstance(check, Check):
+            response = settle(check, INTEGRATION, response)
+        return self._finish(request, response, state)
 
     async def _acall(self, request: HttpRequest) -> Any:
         check = await self.limits.acheck(INTEGRATION, request, _view_of(request))
         if check is None:
             return await self.get_response(request)
         if check.denied:
+            if isinstance(check, Check):
+                return await alimited(check, INTEGRATION, request)
             return check.deny(INTEGRATION)
         state = RequestState(list(check.applied))
         INTEGRATION.set_state(request, state)
         response = await self.get_response(request)
+        if self.limits.settles and isinstance(check, Check):
+            response = await asettle(check, INTEGRATION, response)
         return self._finish(request, response, state)
 
     def _finish(self, request: HttpRequest, response: Any, state: RequestState) -> Any:

@@ -24,8 +24,11 @@ from typing import Any, Callable
 
 from flux.integrations import FrameworkNotInstalled
 from flux.integrations._common import TOO_MANY_REQUESTS, Integration, RequestState
+from flux.integrations._limits import Check
+from flux.integrations._policies import alimited, asettle
 
 try:
+    from starlette.datastructures import Headers
     from starlette.requests import HTTPConnection, Request
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Match
@@ -114,6 +117,21 @@ class StarletteIntegration(Integration):
             _set_headers(target.raw_headers, headers)
         return response
 
+    def app_limited_response(self, request: Any, error: Any) -> Any:
+        """``handler(request, error)`` of the application's ``exception_handler`` for
+        ``RateLimitExceeded`` (or a base flux error) or for 429; None when there is none."""
+        handler = _exception_handler(request, error)
+        return None if handler is None else handler(request, error)
+
+    def run_awaitable(self, awaitable: Any) -> Any:
+        """Await an async handler from a sync endpoint (which runs in anyio's threadpool)."""
+        import anyio.from_thread
+
+        async def wait() -> Any:
+            return await awaitable
+
+        return anyio.from_thread.run(wait)
+
     def add_header_items(
         self, request: Any, response: Any, items: list[tuple[Any, Any]], sub_response: Any = None
     ) -> Any:
@@ -122,6 +140,19 @@ class StarletteIntegration(Integration):
         if isinstance(target, Response):
             _extend_raw(target.raw_headers, items)
         return response
+
+
+def _exception_handler(request: Any, error: Any) -> Any:
+    """The handler the application registered with ``exception_handler`` for flux's errors
+    or for 429 (read from the application itself: a middleware runs before Starlette puts the
+    handlers in the scope); None when there is none."""
+    from flux.exceptions import FluxError
+
+    handlers = getattr(request.scope.get("app"), "exception_handlers", None) or {}
+    for cls in type(error).__mro__:
+        if issubclass(cls, FluxError) and cls in handlers:
+            return handlers[cls]
+    return handlers.get(TOO_MANY_REQUESTS)
 
 
 def _set_headers(raw: list[tuple[bytes, bytes]], headers: Mapping[str, str]) -> None:
@@ -206,6 +237,14 @@ def endpoint_signature(
     return signature.replace(parameters=params), request_param, response_param
 
 
+class ResponseStart(typing.NamedTuple):
+    """What the ASGI middleware's ``deduct_when`` sees: the response's status and headers
+    (the body has not been sent yet when the hit is settled)."""
+
+    status_code: int
+    headers: Headers
+
+
 class FluxMiddleware:
     """ASGI middleware applying a default limit, or per-path limits, to every HTTP request.
 
@@ -232,13 +271,22 @@ class FluxMiddleware:
             await self.app(scope, receive, send)
             return
         if check.denied:
-            await check.deny(INTEGRATION)(scope, receive, send)
+            if isinstance(check, Check):
+                denied = await alimited(check, INTEGRATION, request)
+            else:
+                denied = check.deny(INTEGRATION)
+            await denied(scope, receive, send)
             return
         state = RequestState(list(check.applied))
         INTEGRATION.set_state(request, state)
         limits = self.limits
+        settles = limits.settles and isinstance(check, Check)
 
         async def send_with_headers(message: Message) -> None:
+            if settles and message["type"] == "http.response.start":
+                # deduct_when reads the status and headers: the body is not known yet.
+                started = ResponseStart(message["status"], Headers(raw=message.get("headers", [])))
+                await asettle(check, INTEGRATION, started)  # type: ignore[arg-type]
             if (
                 message["type"] == "http.response.start"
                 and not state.decorated

@@ -29,6 +29,8 @@ from flux.headers import (
 )
 from flux.integrations import FrameworkNotInstalled
 from flux.integrations._common import TOO_MANY_REQUESTS, Integration, RequestState
+from flux.integrations._limits import Check
+from flux.integrations._policies import limited, settle
 
 try:
     from flask import (
@@ -49,6 +51,8 @@ __all__ = ["INTEGRATION", "FlaskIntegration", "FluxLimiter", "set_headers"]
 # WSGI environ key of the extension's RequestState: the environ lives exactly one request,
 # and reading it is a dict lookup (flask.g goes through a context-local proxy).
 _STATE_KEY = "flux.state"
+# WSGI environ key of the extension's Check, kept for after_request when it gives hits back.
+_CHECK_KEY = "flux.check"
 EXTENSION_NAME = "flux"
 
 
@@ -134,6 +138,17 @@ class FlaskIntegration(Integration):
         after_this_request(functools.partial(_with_headers, items))
         return response
 
+    def as_response(self, returned: Any) -> Any:
+        """``current_app.make_response``: a view's tuple or string as a ``Response``."""
+        return current_app.make_response(returned)
+
+    def app_limited_response(self, request: Any, error: Any) -> Any:
+        """The handler the application registered with ``errorhandler`` for
+        ``RateLimitExceeded`` (or a base flux error) or for 429, on the request's blueprints
+        first, called with ``error``; None when there is none."""
+        handler = _error_handler(current_app, request, error)
+        return None if handler is None else current_app.make_response(handler(error))
+
 
 # Lower-cased names of every header flux writes (a response may already hold some).
 _FLUX_HEADERS = frozenset(
@@ -178,6 +193,25 @@ def set_headers(target: Headers, headers: Mapping[str, str] | list[tuple[str, st
         target.set(name, value)
 
 
+def _error_handler(app: Flask, request: Any, error: Any) -> Any:
+    """``errorhandler`` lookup for ``error``, as Flask would do it, but only among handlers
+    registered for flux's errors or for 429: a catch-all ``errorhandler(Exception)`` is for
+    the application's failures, not for a refusal that flux answers itself."""
+    from flux.exceptions import FluxError
+
+    ours = [cls for cls in type(error).__mro__ if issubclass(cls, FluxError)]
+    for scope in (*getattr(request, "blueprints", ()), None):
+        handlers = app.error_handler_spec.get(scope, {})
+        by_class = handlers.get(None, {})
+        for cls in ours:
+            if cls in by_class:
+                return by_class[cls]
+        by_code = handlers.get(TOO_MANY_REQUESTS, {})
+        if by_code:
+            return next(iter(by_code.values()))
+    return None
+
+
 INTEGRATION = FlaskIntegration()
 
 
@@ -209,13 +243,20 @@ class FluxLimiter:
             if check is None:
                 return None
             if check.denied:
+                if isinstance(check, Check):
+                    return limited(check, INTEGRATION, request)
                 return check.deny(INTEGRATION)
             INTEGRATION.set_state(request, RequestState(list(check.applied)))
+            if limits.settles and isinstance(check, Check):
+                request.environ[_CHECK_KEY] = check
             return None
 
         def add_headers(response: Response) -> Response:
             request = INTEGRATION.current_request()
             state = INTEGRATION.state(request) if request is not None else None
+            check = request.environ.pop(_CHECK_KEY, None) if request is not None else None
+            if check is not None:  # deduct_when: give back what this response does not count
+                settle(check, INTEGRATION, response)
             if state is not None and not state.decorated and limits.headers_on_success:
                 set_headers(response.headers, limits.headers(state.applied))
             return response
