@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, Union
 from urllib.parse import urlsplit
 
+from flux.rates import EXPECTED, parse_rates
+
 Check = Callable[[Any], Any]
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 _NETWORK_TYPES = (ipaddress.IPv4Network, ipaddress.IPv6Network)
-
-from flux.rates import EXPECTED, parse_rates
 
 REDIS_URL_SCHEMES = ("redis", "rediss", "unix")
 
