@@ -25,6 +25,7 @@ from flux.config import (
     get_config,
 )
 from flux.exceptions import RateLimitExceeded
+from flux.rates import parse_rates
 
 # preload_scripts is re-exported here because flux-limiter defined it in flux.limiter.
 __all__ = ["ManualClock", "RateLimitResult", "RateLimiter", "create_limiter", "preload_scripts"]
@@ -146,8 +147,47 @@ class RateLimiter(_flux.Limiter):
         return self
 
     @classmethod
+    def parse(cls, text: str, **options: Any) -> RateLimiter:
+        """The limiter of a one-rate string: ``RateLimiter.parse("100/minute")``.
+
+        ``options`` are the other arguments of :class:`RateLimiter` (``burst``, ``policy``,
+        ``name``, ``config``...). A string of several rates is a ValueError pointing at
+        :meth:`parse_all`.
+        """
+        rates = parse_rates(text)
+        if len(rates) > 1:
+            raise ValueError(
+                f"{text!r} holds {len(rates)} rates: RateLimiter.parse_all returns one limiter "
+                "per rate, to check together with RateLimiter.hit_many"
+            )
+        return cls(rates[0].requests, rates[0].period, **options)
+
+    @classmethod
+    def parse_all(cls, text: str, **options: Any) -> list[RateLimiter]:
+        """One limiter per rate of ``text`` (``"10/second; 1000/day"``), to check together,
+        all or nothing, with ``RateLimiter.hit_many([(l, key, 1) for l in limiters])``.
+
+        With ``name``, the first rate is named ``name`` and each further one
+        ``name[<quota>]``, so every quota has keys of its own.
+        """
+        rates = parse_rates(text)
+        if options.get("burst") is not None and len(rates) > 1:
+            raise ValueError(f"burst applies to one rate; {text!r} has {len(rates)}")
+        name = options.pop("name", None)
+        return [
+            cls(
+                rate.requests,
+                rate.period,
+                name=name if name is None or i == 0 else f"{name}[{rate.describe()}]",
+                **options,
+            )
+            for i, rate in enumerate(rates)
+        ]
+
+    @classmethod
     def from_config(cls, name: str, config: FluxConfig | None = None) -> RateLimiter:
-        """The limit named ``[rate_limits.<name>]`` in flux.toml.
+        """The limit named ``[rate_limits.<name>]`` in flux.toml (its first rate, when its
+        ``limit`` string has several: the web decorators and middlewares check them all).
 
         Raises :class:`ConfigError` naming the unknown limit and listing the known ones.
         """

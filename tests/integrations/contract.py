@@ -276,6 +276,76 @@ class Contract:
         assert statuses(client, "/open", 4) == [200, 200, 200, 429]
 
 
+class PolicyContract:
+    """Per-request policies (rate strings, tiers, exemptions, deduct_when, on_limited)."""
+
+    def test_rate_string_checks_every_rate_together(self, make_client: MakeClient) -> None:
+        client = make_client()
+        first = client.get("/rates")
+        assert first.status == 200
+        # Both quotas of "2/hour; 3/day" apply and are reported.
+        assert first.ratelimit is not None and first.ratelimit.count(";r=") == 2
+        assert statuses(client, "/rates", 2) == [200, 429]
+
+    def test_limit_chosen_per_request(self, make_client: MakeClient) -> None:
+        client = make_client()
+        free = {"X-User": "ann", "X-Plan": "free"}
+        pro = {"X-User": "ann", "X-Plan": "pro"}
+        internal = {"X-User": "ann", "X-Plan": "internal"}
+        assert statuses(client, "/plan", 3, headers=free) == [200, 200, 429]
+        # Each tier is its own bucket: pro's 4/hour are whole after free ran out.
+        assert statuses(client, "/plan", 5, headers=pro) == [200] * 4 + [429]
+        # None: not limited, no headers.
+        replies = [client.get("/plan", headers=internal) for _ in range(6)]
+        assert {r.status for r in replies} == {200}
+        assert replies[-1].ratelimit is None
+        # Another user of the free tier has a bucket of their own.
+        assert client.get("/plan", headers={"X-User": "bob"}).status == 200
+
+    def test_exempt_when_is_not_limited_and_not_counted(self, make_client: MakeClient) -> None:
+        client = make_client()
+        assert statuses(client, "/internal", 6, headers={"X-Internal": "yes"}) == [200] * 6
+        assert statuses(client, "/internal", QUOTA + 1) == [200] * QUOTA + [429]
+
+    def test_exempt_ips_after_trusted_proxies(self, make_client: MakeClient) -> None:
+        exempt = {"X-Forwarded-For": "203.0.113.9"}
+        via_proxy = make_client(peer=TRUSTED_PROXY)
+        assert statuses(via_proxy, "/exempt-ip", 3, headers=exempt) == [200] * 3
+        # The same header from an untrusted peer claims nothing: it is limited.
+        spoofer = make_client(peer="127.0.0.1")
+        assert statuses(spoofer, "/exempt-ip", 2, headers=exempt) == [200, 429]
+
+    def test_deduct_when_counts_only_failures(self, make_client: MakeClient) -> None:
+        client = make_client()
+        right = {"X-Password": "right"}
+        assert statuses(client, "/login", 8, headers=right) == [200] * 8
+        assert statuses(client, "/login", QUOTA + 1) == [401] * QUOTA + [429]
+        # Once refused, even the right password waits: the hit is taken before the view.
+        assert client.get("/login", headers=right).status == 429
+
+    def test_on_limited_answers_with_headers(self, make_client: MakeClient) -> None:
+        client = make_client()
+        assert client.get("/custom").status == 200
+        denied = client.get("/custom")
+        assert denied.status == 429
+        assert denied.json() == {"custom": True}
+        assert int(denied.headers["retry-after"]) > 0
+        assert denied.ratelimit is not None
+
+    def test_middleware_policies(self, make_client: MakeClient) -> None:
+        options = {
+            "default": "2/hour",
+            "exempt_when": lambda r: r.headers.get("X-Internal") == "yes",
+            "deduct_when": lambda r: r.status_code >= 400,
+        }
+        client = make_client(middleware=options)
+        assert statuses(client, "/open", 4, headers={"X-Internal": "yes"}) == [200] * 4
+        # Successful responses are given back: /open never runs out.
+        assert statuses(client, "/open", 5) == [200] * 5
+        # Failures (404) count: two, then refused.
+        assert statuses(client, "/missing", 3) == [404, 404, 429]
+
+
 class ServerContract:
     """Behaviour under a real server process (one worker: the embedded store is per process).
 

@@ -9,7 +9,7 @@ from typing import Any
 import django_site
 import pytest
 from appconfig import CONFIG
-from contract import Client, Contract, MakeClient, Reply, ServerContract
+from contract import Client, Contract, MakeClient, PolicyContract, Reply, ServerContract
 from django.test import AsyncClient, RequestFactory, override_settings
 from django.test import Client as DjangoClient
 from fluxtest import free_port, python_tool, rate_headers, server
@@ -45,7 +45,7 @@ def make_client() -> MakeClient:
     return make
 
 
-class TestDjango(Contract):
+class TestDjango(Contract, PolicyContract):
     """The shared contract through Django's test client."""
 
 

@@ -9,7 +9,15 @@ from typing import Any
 
 import fastapi_app
 import pytest
-from contract import AsyncServerContract, Client, Contract, MakeClient, Reply, ServerContract
+from contract import (
+    AsyncServerContract,
+    Client,
+    Contract,
+    MakeClient,
+    PolicyContract,
+    Reply,
+    ServerContract,
+)
 from fastapi import BackgroundTasks, Depends, FastAPI
 from fastapi.testclient import TestClient
 from fluxtest import free_port, rate_headers, server
@@ -36,7 +44,7 @@ def make_client() -> MakeClient:
     return make
 
 
-class TestFastAPI(Contract):
+class TestFastAPI(Contract, PolicyContract):
     """The shared contract through FastAPI's TestClient."""
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import flask_app
 import pytest
-from contract import Client, Contract, MakeClient, Reply, ServerContract
+from contract import Client, Contract, MakeClient, PolicyContract, Reply, ServerContract
 from flask import Flask
 from flask.testing import FlaskClient
 from fluxtest import free_port, python_tool, rate_headers, server
@@ -35,7 +35,7 @@ def make_client() -> MakeClient:
     return make
 
 
-class TestFlask(Contract):
+class TestFlask(Contract, PolicyContract):
     """The shared contract through Flask's test client."""
 
 

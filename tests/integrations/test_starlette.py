@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 import starlette_app
-from contract import AsyncServerContract, Client, Contract, MakeClient, Reply, ServerContract
+from contract import (
+    AsyncServerContract,
+    Client,
+    Contract,
+    MakeClient,
+    PolicyContract,
+    Reply,
+    ServerContract,
+)
 from fluxtest import free_port, rate_headers, server
 from starlette.testclient import TestClient
 
@@ -31,7 +39,7 @@ def make_client() -> MakeClient:
     return make
 
 
-class TestStarlette(Contract):
+class TestStarlette(Contract, PolicyContract):
     """The shared contract through Starlette's TestClient."""
 
 

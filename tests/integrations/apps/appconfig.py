@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from flux import load_config
 
@@ -32,3 +33,31 @@ JITTER_CONFIG = replace(
     CONFIG, flux=replace(CONFIG.flux, jitter_enabled=True, jitter_max_ms=JITTER_MAX_MS)
 )
 QUIET_CONFIG = replace(CONFIG, flux=replace(CONFIG.flux, headers_on_success=False))
+
+# --- per-request policies (the same in every framework; requests and responses are read
+# through what all of them share: .headers and .status_code) ---
+RATES = "2/hour; 3/day"  # the rate-string view: two quotas checked together
+PLANS = {"free": "2/hour", "pro": "pro_tier", "internal": None}  # pro_tier: 4/hour
+CUSTOM_BODY = {"custom": True}
+EXEMPT_NETWORK = "203.0.113.0/24"
+EXEMPT_CONFIG = replace(CONFIG, flux=replace(CONFIG.flux, exempt_ips=[EXEMPT_NETWORK]))
+
+
+def plan_of(request: Any) -> str | None:
+    """The limit of the request's plan (X-Plan header; none: free)."""
+    return PLANS[request.headers.get("X-Plan", "free")]
+
+
+def internal(request: Any) -> bool:
+    """Exempt: requests marked internal."""
+    return request.headers.get("X-Internal") == "yes"
+
+
+def failed(response: Any) -> bool:
+    """deduct_when: only failed responses count."""
+    return int(response.status_code) >= 400
+
+
+def password_ok(request: Any) -> bool:
+    """The login view's check."""
+    return request.headers.get("X-Password") == "right"

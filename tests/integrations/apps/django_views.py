@@ -10,11 +10,18 @@ from appconfig import (
     ALGO_QUOTA,
     BURST_QUOTA,
     CONFIG,
+    CUSTOM_BODY,
+    EXEMPT_CONFIG,
     JITTER_CONFIG,
     NAMED,
     PERIOD,
     QUIET_CONFIG,
     QUOTA,
+    RATES,
+    failed,
+    internal,
+    password_ok,
+    plan_of,
 )
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
@@ -170,7 +177,54 @@ def _algorithm_view(policy: str) -> Any:
     return rate_limit(requests=ALGO_QUOTA, period=ALGO_PERIOD, policy=policy, config=CONFIG)(view)
 
 
+@rate_limit(RATES, config=CONFIG)
+def rates(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "rates"})
+
+
+@rate_limit(limit=plan_of, key="header:X-User", config=CONFIG)
+def plan(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "plan"})
+
+
+@limited(exempt_when=internal)
+def internal_view(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "internal"})
+
+
+@limited(deduct_when=failed)
+def login(request: HttpRequest) -> JsonResponse:
+    ok = password_ok(request)
+    return JsonResponse({"login": ok}, status=200 if ok else 401)
+
+
+@limited(requests=1, on_limited=lambda req, result: JsonResponse(CUSTOM_BODY, status=429))
+def custom(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "custom"})
+
+
+@rate_limit(requests=1, period=PERIOD, config=EXEMPT_CONFIG)
+def exempt_ip(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"view": "exempt-ip"})
+
+
+class LoginView(APIView):
+    """DRF: deduct_when on an APIView method."""
+
+    @limited(deduct_when=failed)
+    def get(self, request: Any) -> Response:
+        ok = password_ok(request)
+        return Response({"login": ok}, status=200 if ok else 401)
+
+
 urlpatterns = [
+    path("rates", rates),
+    path("plan", plan),
+    path("internal", internal_view),
+    path("login", login),
+    path("drf/login", LoginView.as_view()),
+    path("custom", custom),
+    path("exempt-ip", exempt_ip),
     path("ping", ping),
     path("open", open_view),
     path("api/thing", api_thing),

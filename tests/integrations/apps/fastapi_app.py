@@ -10,12 +10,19 @@ from appconfig import (
     ALGO_QUOTA,
     BURST_QUOTA,
     CONFIG,
+    CUSTOM_BODY,
+    EXEMPT_CONFIG,
     JITTER_CONFIG,
     NAMED,
     PARK_QUOTA,
     PERIOD,
     QUIET_CONFIG,
     QUOTA,
+    RATES,
+    failed,
+    internal,
+    password_ok,
+    plan_of,
 )
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -128,6 +135,42 @@ def create_app(config: FluxConfig = CONFIG, middleware: dict[str, Any] | None = 
     @rate_limit(requests=QUOTA, period=PERIOD, key="user", config=config)
     async def user() -> dict[str, str]:
         return {"view": "user"}
+
+    @app.get("/rates")
+    @rate_limit(RATES, config=config)
+    def rates() -> dict[str, str]:
+        return {"view": "rates"}
+
+    @app.get("/plan")
+    @rate_limit(limit=plan_of, key="header:X-User", config=config)
+    async def plan() -> dict[str, str]:
+        return {"view": "plan"}
+
+    @app.get("/internal")
+    @rate_limit(requests=QUOTA, period=PERIOD, exempt_when=internal, config=config)
+    def internal_view() -> dict[str, str]:
+        return {"view": "internal"}
+
+    @app.get("/login")
+    @rate_limit(requests=QUOTA, period=PERIOD, deduct_when=failed, config=config)
+    async def login(request: Request) -> Response:
+        ok = password_ok(request)
+        return JSONResponse({"login": ok}, 200 if ok else 401)
+
+    @app.get("/custom")
+    @rate_limit(
+        requests=1,
+        period=PERIOD,
+        on_limited=lambda req, result: JSONResponse(CUSTOM_BODY, 429),
+        config=config,
+    )
+    def custom() -> dict[str, str]:
+        return {"view": "custom"}
+
+    @app.get("/exempt-ip")
+    @rate_limit(requests=1, period=PERIOD, config=EXEMPT_CONFIG)
+    async def exempt_ip() -> dict[str, str]:
+        return {"view": "exempt-ip"}
 
     @app.get("/apikey")
     @rate_limit(requests=QUOTA, period=PERIOD, key="header:X-API-Key", config=config)

@@ -9,11 +9,18 @@ from appconfig import (
     ALGO_QUOTA,
     BURST_QUOTA,
     CONFIG,
+    CUSTOM_BODY,
+    EXEMPT_CONFIG,
     JITTER_CONFIG,
     NAMED,
     PERIOD,
     QUIET_CONFIG,
     QUOTA,
+    RATES,
+    failed,
+    internal,
+    password_ok,
+    plan_of,
 )
 from flask import Blueprint, Flask, g, jsonify, request
 
@@ -126,6 +133,36 @@ def create_app(config: FluxConfig = CONFIG, middleware: dict[str, Any] | None = 
     @rate_limit(requests=1, period=PERIOD, config=QUIET_CONFIG)
     def quiet() -> Any:
         return {"view": "quiet"}
+
+    @app.get("/rates")
+    @rate_limit(RATES, config=config)
+    def rates() -> Any:
+        return {"view": "rates"}
+
+    @app.get("/plan")
+    @rate_limit(limit=plan_of, key="header:X-User", config=config)
+    def plan() -> Any:
+        return {"view": "plan"}
+
+    @app.get("/internal")
+    @limited(exempt_when=internal)
+    def internal_view() -> Any:
+        return {"view": "internal"}
+
+    @app.get("/login")
+    @limited(deduct_when=failed)
+    def login() -> Any:
+        return ({"login": True}, 200) if password_ok(request) else ({"login": False}, 401)
+
+    @app.get("/custom")
+    @limited(requests=1, on_limited=lambda req, result: (CUSTOM_BODY, 429))
+    def custom() -> Any:
+        return {"view": "custom"}
+
+    @app.get("/exempt-ip")
+    @rate_limit(requests=1, period=PERIOD, config=EXEMPT_CONFIG)
+    def exempt_ip() -> Any:
+        return {"view": "exempt-ip"}
 
     blueprint = Blueprint("bp", __name__, url_prefix="/bp")
 

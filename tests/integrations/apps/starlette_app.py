@@ -10,12 +10,19 @@ from appconfig import (
     ALGO_QUOTA,
     BURST_QUOTA,
     CONFIG,
+    CUSTOM_BODY,
+    EXEMPT_CONFIG,
     JITTER_CONFIG,
     NAMED,
     PARK_QUOTA,
     PERIOD,
     QUIET_CONFIG,
     QUOTA,
+    RATES,
+    failed,
+    internal,
+    password_ok,
+    plan_of,
 )
 from starlette.applications import Starlette
 from starlette.endpoints import HTTPEndpoint
@@ -147,7 +154,37 @@ def create_app(config: FluxConfig = CONFIG, middleware: dict[str, Any] | None = 
         limit = rate_limit(requests=ALGO_QUOTA, period=ALGO_PERIOD, policy=policy, config=config)
         return Route(f"/algo/{policy}", limit(algorithm))
 
+    @rate_limit(RATES, config=config)
+    async def rates(request: Request) -> Response:
+        return JSONResponse({"view": "rates"})
+
+    @rate_limit(limit=plan_of, key="header:X-User", config=config)
+    async def plan(request: Request) -> Response:
+        return JSONResponse({"view": "plan"})
+
+    @limited(exempt_when=internal)
+    async def internal_view(request: Request) -> Response:
+        return JSONResponse({"view": "internal"})
+
+    @limited(deduct_when=failed)
+    async def login(request: Request) -> Response:
+        return JSONResponse({"login": password_ok(request)}, 200 if password_ok(request) else 401)
+
+    @limited(requests=1, on_limited=lambda req, result: JSONResponse(CUSTOM_BODY, 429))
+    def custom(request: Request) -> Response:
+        return JSONResponse({"view": "custom"})
+
+    @rate_limit(requests=1, period=PERIOD, config=EXEMPT_CONFIG)
+    async def exempt_ip(request: Request) -> Response:
+        return JSONResponse({"view": "exempt-ip"})
+
     routes = [
+        Route("/rates", rates),
+        Route("/plan", plan),
+        Route("/internal", internal_view),
+        Route("/login", login),
+        Route("/custom", custom),
+        Route("/exempt-ip", exempt_ip),
         Route("/ping", ping),
         Route("/open", open_view),
         Route("/api/thing", open_view),
