@@ -55,6 +55,10 @@ impl Store for ViaRedisStore {
         Err(unbound())
     }
 
+    fn refund(&self, _key: &str, _cost: u64) -> flux_core::Result<Decision> {
+        Err(unbound())
+    }
+
     fn len(&self) -> usize {
         0
     }
