@@ -8,6 +8,7 @@ the shared-memory region of ``[shared]``, see ``flux._shared``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -41,7 +42,8 @@ class RateLimiter(_flux.Limiter):
     (``3/60s``), so two unnamed limits of different quotas never share a key.
     ``hit(key, endpoint=None, cost=1)`` counts a hit if it passes and returns a
     :class:`RateLimitResult`; a denied hit changes nothing. ``await ahit(...)`` is the same
-    for async code. Thread-safe.
+    for async code. ``refund(key, cost=1)`` (``await arefund(...)``) gives a hit back, never
+    above full capacity. Thread-safe.
 
     Storage follows ``config.storage``: the embedded store; Redis, shared by every process
     (one connection pool per process for all limiters of one ``[redis]`` section); or the
@@ -204,6 +206,35 @@ class RateLimiter(_flux.Limiter):
         embedded store it is :meth:`hit` (no I/O).
         """
         return await _flux.Limiter.ahit(self, key, endpoint, cost)
+
+    def refund(self, key: str, cost: int = 1) -> RateLimitResult:
+        """Give back ``cost`` units of ``key``'s capacity: a hit that should not count after all.
+
+        For a hit taken before the work it guards, when the outcome says it should not count
+        (count only failed logins: hit, then refund when the login succeeded). Atomic with
+        every other hit and refund on the key, in every store. A refund never lifts the key
+        above full capacity (refunding more than was taken stops at full), and a key that is
+        back at full capacity, expired or never seen is left as it is (no state is created).
+        Returns what a hit of cost 1 would see right after (``allowed`` says whether it would
+        pass). ``cost`` is checked as for :meth:`hit` (``ValueError`` unless 1 <= cost <=
+        ``limit``).
+
+        On Redis a refund is one round trip. When Redis fails, ``fail_silently`` decides as
+        for a hit: the refund is lost (the hit stays counted) and the result is flagged
+        ``fail_open``, or :class:`flux.ConnectionError` is raised.
+        """
+        return _flux.Limiter.refund(self, key, cost)
+
+    async def arefund(self, key: str, cost: int = 1) -> RateLimitResult:
+        """:meth:`refund` for async code.
+
+        On Redis the blocking round trip runs in a worker thread (``asyncio.to_thread``), so
+        the event loop never waits on it; on the embedded and shared stores it is
+        :meth:`refund` (no I/O).
+        """
+        if self.store is None:
+            return self.refund(key, cost)
+        return await asyncio.to_thread(self.refund, key, cost)
 
     @staticmethod
     def hit_many(items: Sequence[tuple[_flux.Limiter, str, int]]) -> list[RateLimitResult]:

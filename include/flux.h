@@ -589,6 +589,37 @@ enum flux_result flux_limiter_peek(const struct flux_limiter *limiter,
                                    struct flux_decision *out);
 
 /*
+ Gives back `cost` units of the key `key[0 .. key_len)`'s capacity, e.g. for a hit taken
+ before a request was handled that should not count after all, and writes to `*out` what a
+ hit of cost 1 would see right after (as `flux_limiter_peek` would).
+
+ Never lifts the key above full capacity (refunding more than was taken stops at full); a
+ key that is back at full capacity, expired or never seen is left as it is and no state is
+ created for it. Atomic with the store's hits: one locked update (embedded), one
+ compare-and-swap (shared memory) or one script (Redis, one round trip at Redis's time).
+
+ The key is `key_len` bytes of UTF-8, as for `flux_limiter_hit`. Returns `FLUX_RESULT_OK`,
+ or on failure (nothing given back, `*out` untouched, details in `flux_last_error()`):
+ - `FLUX_RESULT_NULL_ARGUMENT`: `limiter`, `key` (even with `key_len` 0) or `out` is NULL;
+ - `FLUX_RESULT_INVALID_UTF8`: the key is not UTF-8;
+ - `FLUX_RESULT_INVALID_COST`: `cost` is 0 or larger than the capacity (`limit`);
+ - `FLUX_RESULT_STORE_ERROR`: (Redis) Redis failed and the store fails closed. Failing open,
+   the refund is lost (the hit stays counted) and `out->source` is `FLUX_SOURCE_FAIL_OPEN`.
+
+ Ownership: `key` is borrowed for the duration of the call.
+ Thread safety: safe to call concurrently on the same limiter from any number of threads,
+ hits and refunds mixed.
+
+ # Safety
+ As for `flux_limiter_hit`.
+ */
+enum flux_result flux_limiter_refund(const struct flux_limiter *limiter,
+                                     const char *key,
+                                     size_t key_len,
+                                     uint64_t cost,
+                                     struct flux_decision *out);
+
+/*
  Puts the key `key[0 .. key_len)` back to full capacity (forgets its state).
 
  Returns `FLUX_RESULT_OK`, or on failure (details in `flux_last_error()`):

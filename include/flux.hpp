@@ -300,6 +300,14 @@ public:
         detail::check(flux_limiter_peek(get(), data(key), key.size(), &out));
         return decision::from_c(out);
     }
+    /* Gives back `cost` units of `key`'s capacity (a hit that should not count after all),
+     * never above full capacity; an idle or unknown key is left alone. Returns what a hit of
+     * cost 1 would see next. Throws as hit does (invalid cost, store failing closed). */
+    decision refund(std::string_view key, std::uint64_t cost = 1) const {
+        flux_decision out{};
+        detail::check(flux_limiter_refund(get(), data(key), key.size(), cost, &out));
+        return decision::from_c(out);
+    }
     /* Puts `key` back to full capacity. */
     void reset(std::string_view key) const {
         detail::check(flux_limiter_reset(get(), data(key), key.size()));

@@ -41,6 +41,18 @@ impl Limiter {
         self.store.hit(key, cost)
     }
 
+    /// Gives back `cost` units of `key`'s capacity, e.g. a hit taken before a request was
+    /// handled that should not count after all; returns what a hit of cost 1 would see next.
+    /// Never lifts the key above full capacity, and leaves an idle or unknown key as it is
+    /// (see docs/architecture.md, *Refunds*).
+    ///
+    /// Errors: `InvalidCost` when cost is 0 or exceeds the capacity (as for [`Self::hit`]);
+    /// `Store` when the store fails.
+    pub fn refund(&self, key: &str, cost: u64) -> Result<Decision> {
+        self.check_cost(cost)?;
+        self.store.refund(key, cost)
+    }
+
     /// What a hit of cost 1 on `key` would see now, without counting it.
     pub fn peek(&self, key: &str) -> Result<Decision> {
         self.store.peek(key)

@@ -205,3 +205,51 @@ fn algorithm_names_round_trip_and_unknown_names_are_errors() {
     let err = "moving_window".parse::<AlgorithmKind>().unwrap_err();
     assert!(err.to_string().contains("gcra"), "{err}");
 }
+
+#[test]
+fn a_refund_of_an_expired_key_forgets_it_and_bad_costs_are_refused_by_name() {
+    for kind in AlgorithmKind::ALL {
+        let clock = Arc::new(ManualClock::new(NANOS_PER_SEC));
+        let limiter = Limiter::builder(Quota::new(3, 60 * NANOS_PER_SEC, None).unwrap())
+            .algorithm(kind)
+            .clock(clock.clone())
+            .build_memory()
+            .unwrap();
+        limiter.hit("a", 2).unwrap();
+        clock.advance(HOUR);
+        // Idle but not yet swept: the refund gives nothing and drops the dead state.
+        assert_eq!(limiter.store().len(), 1, "{kind}");
+        assert_eq!(limiter.refund("a", 1).unwrap().remaining, 3, "{kind}");
+        assert_eq!(limiter.store().len(), 0, "{kind}");
+        for cost in [0, 4] {
+            match limiter.refund("a", cost) {
+                Err(Error::InvalidCost { cost: c, capacity }) => {
+                    assert_eq!((c, capacity), (cost, 3), "{kind}")
+                }
+                other => panic!("{kind}: cost {cost} gave {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn threads_hitting_and_refunding_one_key_end_exactly_full() {
+    for kind in AlgorithmKind::ALL {
+        let limiter = Limiter::builder(Quota::new(10, HOUR, None).unwrap())
+            .algorithm(kind)
+            .build_memory()
+            .unwrap();
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..500 {
+                        if limiter.hit("shared", 1).unwrap().allowed {
+                            limiter.refund("shared", 1).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(limiter.peek("shared").unwrap().remaining, 10, "{kind}");
+    }
+}

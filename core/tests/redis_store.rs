@@ -461,3 +461,48 @@ fn load_scripts_loads_every_script_hits_later_send() {
     store.hit_batch(&all);
     assert_eq!(cached_scripts(&server), loaded);
 }
+
+#[test]
+fn refunds_in_real_time_forget_the_deny_cache_delete_full_keys_and_never_revive_expired_ones() {
+    let server = RedisServer::start();
+    let store = store(&server);
+    for kind in AlgorithmKind::ALL {
+        let prefix = format!("refund-{kind}:");
+        let limiter = limiter(&store, 2, HOUR, kind, &prefix);
+        let limit = store.limit_of(&limiter).unwrap();
+        limiter.hit("a", 2).unwrap();
+        // Denied by Redis, then by the deny cache: a refund must lift that at once.
+        assert!(!limiter.hit("a", 1).unwrap().allowed, "{kind}");
+        assert_eq!(
+            store.hit(&limiter, "a", 1).unwrap().source,
+            Source::DenyCache,
+            "{kind}"
+        );
+        let after = limit.refund_outcome("a", 1).unwrap();
+        assert_eq!((after.source, after.decision.remaining), (Source::Redis, 1));
+        assert!(limiter.hit("a", 1).unwrap().allowed, "{kind}");
+        // Back to full: the key goes, as it would have expired.
+        assert_eq!(limiter.refund("a", 2).unwrap().remaining, 2, "{kind}");
+        assert_eq!(limit.count_keys().unwrap(), 0, "{kind}");
+        assert_eq!(
+            limiter.refund("a", 0).unwrap_err(),
+            Error::InvalidCost {
+                cost: 0,
+                capacity: 2
+            }
+        );
+
+        // A key that expired in Redis stays gone after a refund.
+        let short = limiter_with_burst(&store, kind, &format!("short-{kind}:"));
+        short.hit("b", 1).unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+        let seen = short.refund("b", 1).unwrap();
+        assert_eq!(seen.remaining, 1, "{kind}");
+        assert_eq!(store.limit_of(&short).unwrap().count_keys().unwrap(), 0);
+    }
+}
+
+/// One hit per 100 ms: state that expires in Redis within the test.
+fn limiter_with_burst(store: &RedisStore, kind: AlgorithmKind, prefix: &str) -> Limiter {
+    limiter(store, 1, SECOND / 10, kind, prefix)
+}

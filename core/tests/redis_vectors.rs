@@ -8,12 +8,44 @@
 
 mod support;
 
-use flux_core::store::redis::RedisLimit;
-use flux_core::{AlgorithmKind, Limiter, ManualClock, Quota};
+use flux_core::store::redis::{RedisLimit, RedisStore};
+use flux_core::{AlgorithmKind, Decision, Limiter, ManualClock, Quota};
 use std::sync::Arc;
 use support::rng::Rng;
-use support::vectors::{vectors, Expect};
+use support::vectors::{refund_vectors, replay, vectors, Expect, Face, Vector};
 use support::{redis_limiter, strict_store, RedisServer};
+
+/// One limit's one-limit script, at each step's explicit time.
+struct RedisFace {
+    limit: RedisLimit,
+}
+
+impl RedisFace {
+    fn new(store: &RedisStore, vector: &Vector, prefix: &str) -> RedisFace {
+        let limiter = redis_limiter(store, vector.quota(), vector.kind(), prefix);
+        RedisFace {
+            limit: store.limit_of(&limiter).unwrap(),
+        }
+    }
+}
+
+impl Face for RedisFace {
+    fn hit(&mut self, key: &str, cost: u64, now_us: u64) -> Decision {
+        self.limit.hit_at(key, cost, now_us).unwrap()
+    }
+    fn peek(&mut self, key: &str, now_us: u64) -> Decision {
+        self.limit.peek_at(key, now_us).unwrap()
+    }
+    fn refund(&mut self, key: &str, cost: u64, now_us: u64) -> Decision {
+        self.limit.refund_at(key, cost, now_us).unwrap()
+    }
+    fn reset(&mut self, key: &str, _now_us: u64) {
+        self.limit.reset_key(key).unwrap()
+    }
+    fn is_empty(&mut self) -> bool {
+        self.limit.count_keys().unwrap() == 0
+    }
+}
 
 #[test]
 fn every_vector_replays_exactly_through_the_one_limit_scripts() {
@@ -23,39 +55,37 @@ fn every_vector_replays_exactly_through_the_one_limit_scripts() {
     assert!(!all.is_empty(), "no vectors in tests/vectors");
     let mut seen = std::collections::HashSet::new();
     for (n, (file, vector)) in all.iter().enumerate() {
-        let kind: AlgorithmKind = vector.algorithm.parse().unwrap();
-        seen.insert(kind);
-        let quota = Quota::new(
-            vector.quota.requests,
-            vector.quota.period_us * 1_000,
-            vector.quota.burst,
-        )
-        .unwrap();
-        let limiter = redis_limiter(&store, quota, kind, &format!("vector{n}:"));
-        let limit: RedisLimit = store.limit_of(&limiter).unwrap();
-        for (i, step) in vector.steps.iter().enumerate() {
-            let decision = match step.op.as_str() {
-                "hit" => limit.hit_at(&step.key, step.cost, step.now_us).unwrap(),
-                "peek" => limit.peek_at(&step.key, step.now_us).unwrap(),
-                "reset" => {
-                    limiter.reset(&step.key).unwrap();
-                    continue;
-                }
-                other => panic!("{}: unknown op {other}", file.display()),
-            };
-            assert_eq!(
-                Some(&Expect::from(decision)),
-                step.expect.as_ref(),
-                "{} ({}), step {i}",
-                file.display(),
-                vector.description
-            );
-        }
+        seen.insert(vector.kind());
+        replay(
+            file,
+            vector,
+            &mut RedisFace::new(&store, vector, &format!("vector{n}:")),
+        );
     }
     assert_eq!(
         seen.len(),
         AlgorithmKind::ALL.len(),
         "a vector per algorithm"
+    );
+}
+
+#[test]
+fn every_refund_vector_replays_exactly_through_the_one_limit_scripts() {
+    let server = RedisServer::start();
+    let store = strict_store(&server);
+    let mut seen = std::collections::HashSet::new();
+    for (n, (file, vector)) in refund_vectors().iter().enumerate() {
+        seen.insert(vector.kind());
+        replay(
+            file,
+            vector,
+            &mut RedisFace::new(&store, vector, &format!("refund{n}:")),
+        );
+    }
+    assert_eq!(
+        seen.len(),
+        AlgorithmKind::ALL.len(),
+        "a refund vector per algorithm"
     );
 }
 
@@ -99,8 +129,8 @@ fn every_vector_replays_exactly_through_the_multi_limit_script() {
     }
 }
 
-/// Random quotas (with T/N a whole number of µs) and random sequences of hits, peeks and
-/// resets at random times: the scripts must give exactly the embedded store's decisions,
+/// Random quotas (with T/N a whole number of µs) and random sequences of hits, peeks,
+/// refunds and resets at random times: the scripts must give exactly the embedded store's decisions,
 /// (compared in whole µs, rounded up), including at today's epoch and with products beyond 2^53 (sliding window over a year).
 #[test]
 fn random_sequences_match_the_embedded_store_for_every_algorithm() {
@@ -167,6 +197,10 @@ fn random_sequences_match_the_embedded_store_for_every_algorithm() {
                         continue;
                     }
                     1..=3 => (memory.peek(key).unwrap(), limit.peek_at(key, now).unwrap()),
+                    4 => (
+                        memory.refund(key, cost).unwrap(),
+                        limit.refund_at(key, cost, now).unwrap(),
+                    ),
                     _ => (
                         memory.hit(key, cost).unwrap(),
                         limit.hit_at(key, cost, now).unwrap(),

@@ -5,9 +5,10 @@ mod support;
 
 use flux_core::store::shared::SharedRegion;
 use flux_core::{hit_many, AlgorithmKind, Error, Limiter, ManualClock, Quota, NANOS_PER_SEC};
+use std::path::Path;
 use std::sync::Arc;
 use support::shared::ScratchPath;
-use support::vectors::{vectors, Expect};
+use support::vectors::{refund_vectors, replay, vectors, LimiterFace, Vector};
 
 const HOUR: u64 = 3600 * NANOS_PER_SEC;
 
@@ -34,54 +35,38 @@ fn limiter(
         .unwrap()
 }
 
+/// A face on `region` for `vector`'s limit under its own prefix (vectors may share a region,
+/// never their keys); `None` for sliding_log, refused with an error naming the store.
+fn shared_face(region: &SharedRegion, file: &Path, vector: &Vector) -> Option<LimiterFace> {
+    let clock = Arc::new(ManualClock::new(0));
+    let built = Limiter::builder(vector.quota())
+        .algorithm(vector.kind())
+        .clock(clock.clone())
+        .prefix(file.display().to_string())
+        .build_shared(region);
+    if vector.kind() == AlgorithmKind::SlidingLog {
+        let err = built.unwrap_err().to_string();
+        assert!(
+            err.contains("shared store") && err.contains("sliding_log"),
+            "{err}"
+        );
+        return None;
+    }
+    Some(LimiterFace {
+        limiter: built.unwrap(),
+        clock,
+    })
+}
+
 #[test]
 fn every_vector_replays_exactly_on_the_shared_store() {
     let scratch = ScratchPath::new("vectors");
     let region = SharedRegion::open(scratch.path(), Some(1024)).unwrap();
     let mut replayed = std::collections::HashSet::new();
     for (file, vector) in vectors() {
-        let kind: AlgorithmKind = vector.algorithm.parse().unwrap();
-        let quota = Quota::new(
-            vector.quota.requests,
-            vector.quota.period_us * 1_000,
-            vector.quota.burst,
-        )
-        .unwrap();
-        let clock = Arc::new(ManualClock::new(0));
-        let built = Limiter::builder(quota)
-            .algorithm(kind)
-            .clock(clock.clone())
-            // One prefix per vector: the vectors share one region but not their keys.
-            .prefix(file.display().to_string())
-            .build_shared(&region);
-        if kind == AlgorithmKind::SlidingLog {
-            let err = built.unwrap_err().to_string();
-            assert!(
-                err.contains("shared store") && err.contains("sliding_log"),
-                "{err}"
-            );
-            continue;
-        }
-        let limiter = built.unwrap();
-        replayed.insert(kind);
-        for (i, step) in vector.steps.iter().enumerate() {
-            clock.set(step.now_us * 1_000);
-            let decision = match step.op.as_str() {
-                "hit" => limiter.hit(&step.key, step.cost).unwrap(),
-                "peek" => limiter.peek(&step.key).unwrap(),
-                "reset" => {
-                    limiter.reset(&step.key).unwrap();
-                    continue;
-                }
-                other => panic!("{}: unknown op {other}", file.display()),
-            };
-            assert_eq!(
-                Some(&Expect::from(decision)),
-                step.expect.as_ref(),
-                "{} ({}), step {i}",
-                file.display(),
-                vector.description
-            );
+        if let Some(mut face) = shared_face(&region, &file, &vector) {
+            replayed.insert(vector.kind());
+            replay(&file, &vector, &mut face);
         }
     }
     assert_eq!(
@@ -89,6 +74,54 @@ fn every_vector_replays_exactly_on_the_shared_store() {
         SUPPORTED.len(),
         "every supported algorithm has a vector"
     );
+}
+
+#[test]
+fn every_refund_vector_replays_exactly_on_the_shared_store() {
+    let mut replayed = std::collections::HashSet::new();
+    for (file, vector) in refund_vectors() {
+        // A region per vector: its `empty` steps count the slots of the whole region.
+        let scratch = ScratchPath::new("refunds");
+        let region = SharedRegion::open(scratch.path(), Some(256)).unwrap();
+        if let Some(mut face) = shared_face(&region, &file, &vector) {
+            replayed.insert(vector.kind());
+            replay(&file, &vector, &mut face);
+        }
+    }
+    assert_eq!(
+        replayed.len(),
+        SUPPORTED.len(),
+        "a refund vector per algorithm"
+    );
+}
+
+#[test]
+fn threads_hitting_and_refunding_one_key_never_pass_more_than_the_quota_and_end_full() {
+    let scratch = ScratchPath::new("refund-threads");
+    let region = SharedRegion::open(scratch.path(), Some(256)).unwrap();
+    for kind in SUPPORTED {
+        let limiter = Limiter::builder(Quota::new(10, HOUR, None).unwrap())
+            .algorithm(kind)
+            .build_shared(&region)
+            .unwrap();
+        let held = std::sync::atomic::AtomicI64::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| {
+                    for _ in 0..500 {
+                        if limiter.hit("shared", 1).unwrap().allowed {
+                            let now = held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            assert!(now < 10, "{kind}: {} held at once", now + 1);
+                            held.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                            limiter.refund("shared", 1).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        // Every hit taken was given back: the key is full again, exactly.
+        assert_eq!(limiter.peek("shared").unwrap().remaining, 10, "{kind}");
+    }
 }
 
 #[test]

@@ -93,7 +93,7 @@ program() {
         "$compiler" "$@" "${plain[@]}" "tests/c/$source" -o "$build/$name" "${shared[@]}"
 }
 
-for name in test_api test_threads test_vectors test_redis; do
+for name in test_api test_threads test_vectors test_redis test_refund; do
     program "$name" "$CC" "$name.c" "${c_flags[@]}"
 done
 program test_cpp "$CXX" test_cpp.cpp "${cxx_flags[@]}"
@@ -113,6 +113,7 @@ run_program() {
 }
 run_program test_api
 run_program test_threads
+run_program test_refund
 run_program test_vectors "$build/vectors.lines"
 run_program test_cpp
 # include/flux.hpp (its Redis part runs again below, once our redis-server is up).

@@ -64,6 +64,12 @@ void embedded() {
     CHECK(!limiter.peek("user:1").allowed);
     clock.advance(20s);
     CHECK(limiter.peek("user:1").allowed && limiter.peek("user:1").remaining == 1);
+    CHECK(limiter.hit("user:1").allowed && !limiter.hit("user:1").allowed);
+    flux::decision refunded = limiter.refund("user:1");
+    CHECK(refunded.allowed && refunded.remaining == 1);
+    CHECK(limiter.hit("user:1").allowed && !limiter.hit("user:1").allowed);
+    CHECK(limiter.refund("user:1", 3).remaining == 3); // never above full capacity
+    expect_error([&] { limiter.refund("user:1", 4); }, FLUX_RESULT_INVALID_COST, "cost");
     limiter.reset("user:1");
     CHECK(limiter.peek("user:1").remaining == 3);
     CHECK(clock.now() == 1020s);

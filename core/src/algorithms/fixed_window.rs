@@ -80,6 +80,20 @@ impl Algorithm for FixedWindow {
         }
     }
 
+    /// Decrements the current window's count, not below 0. A state of an earlier window is left
+    /// alone: its hits stopped counting when that window ended, so there is nothing to give
+    /// back, and lowering the new window's count for them would admit more than N in it.
+    fn refund(&self, state: &mut WindowCount, now: Nanos, cost: u64) {
+        let current = self.current(state, now);
+        if current.count == 0 {
+            return;
+        }
+        *state = WindowCount {
+            window: current.window,
+            count: current.count.saturating_sub(cost),
+        };
+    }
+
     fn peek(&self, state: &WindowCount, now: Nanos) -> Decision {
         let current = self.current(state, now);
         let end = self.until_window_end(current.window, now);

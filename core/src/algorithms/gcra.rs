@@ -58,6 +58,19 @@ impl Algorithm for Gcra {
         }
     }
 
+    /// Moves TAT back by c·E, but not below `now`. A TAT at `now` already is a full key; one
+    /// further back would be credit beyond the burst (B + k hits back to back), which a refund
+    /// must never grant. A hit taken from a full key moved TAT from (at most) its own time to
+    /// that time + c·E, so its refund lands on `now` at the latest: exactly one more hit of
+    /// that cost passes again. An idle key (TAT ≤ now, a never-seen key's 0 included) has
+    /// nothing to give back and is left as it is.
+    fn refund(&self, tat: &mut Nanos, now: Nanos, cost: u64) {
+        if *tat <= now {
+            return;
+        }
+        *tat = tat.saturating_sub(cost * self.interval).max(now);
+    }
+
     fn peek(&self, tat: &Nanos, now: Nanos) -> Decision {
         let ahead = (*tat).max(now) - now;
         let room = self.tolerance - ahead;

@@ -76,6 +76,20 @@ impl Algorithm for LeakyBucket {
         }
     }
 
+    /// Takes c·E back out of the bucket, not below empty: a negative level would be credit
+    /// beyond the capacity. The level is leaked to `now` first (as a hit does), so `last`
+    /// never moves back. An empty bucket (expired or never seen) is left as it is.
+    fn refund(&self, state: &mut LeakyState, now: Nanos, cost: u64) {
+        let level = self.level(state, now);
+        if level == 0 {
+            return;
+        }
+        *state = LeakyState {
+            level: level.saturating_sub(cost * self.interval),
+            last: now.max(state.last),
+        };
+    }
+
     fn peek(&self, state: &LeakyState, now: Nanos) -> Decision {
         let level = self.level(state, now);
         let room = self.capacity - level;

@@ -44,6 +44,14 @@ pub trait Algorithm: Send + Sync + 'static {
     /// The state changes only when the hit is allowed.
     fn hit(&self, state: &mut Self::State, now: Nanos, cost: u64) -> Decision;
 
+    /// Gives back `cost` units of capacity (1 ≤ cost ≤ limit, checked by the caller) at `now`:
+    /// the undo of a hit that should not have counted (see docs/architecture.md, *Refunds*).
+    ///
+    /// Never lifts the key above full capacity (a refund of more than was taken stops at
+    /// full), and does nothing to a state that is idle at `now` (expired, or never seen): there
+    /// is nothing left to give back. Only the state changes; the caller peeks for a decision.
+    fn refund(&self, state: &mut Self::State, now: Nanos, cost: u64);
+
     /// What a hit of cost 1 would see at `now`, without counting it: `remaining` is the
     /// number of hits still allowed, `allowed` whether one more would pass.
     fn peek(&self, state: &Self::State, now: Nanos) -> Decision;

@@ -104,6 +104,33 @@ impl Algorithm for SlidingLog {
         }
     }
 
+    /// Removes the `cost` most recent units still in the window (entries of the same time are
+    /// merged, so the newest entry may only shrink). The newest because a refund undoes the
+    /// hit just taken: removing an older one would instead give back capacity that was about
+    /// to come back anyway, and keep the refunded hit blocking for a whole period. Expired
+    /// entries are dropped on the way (they count for nothing); a refund of more than the log
+    /// holds empties it. A log with nothing live (expired or never seen) is left as it is.
+    fn refund(&self, log: &mut LogState, now: Nanos, cost: u64) {
+        let (skip, expired_cost) = self.expired_prefix(log, now);
+        let live = log.total - expired_cost;
+        if live == 0 {
+            return;
+        }
+        log.entries.drain(..skip);
+        let mut owed = cost.min(live);
+        log.total = live - owed;
+        while owed > 0 {
+            let newest = log.entries.back_mut().expect("live cost is in the log");
+            if newest.1 <= owed {
+                owed -= newest.1;
+                log.entries.pop_back();
+            } else {
+                newest.1 -= owed;
+                owed = 0;
+            }
+        }
+    }
+
     fn peek(&self, log: &LogState, now: Nanos) -> Decision {
         let (skip, expired_cost) = self.expired_prefix(log, now);
         let remaining = self.requests - (log.total - expired_cost);

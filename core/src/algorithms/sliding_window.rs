@@ -151,6 +151,30 @@ impl Algorithm for SlidingWindow {
         }
     }
 
+    /// Decrements the current window's count, not below 0, then takes what is left of `cost`
+    /// from the previous window's count, not below 0.
+    ///
+    /// The current window first: a refund undoes a hit taken moments ago, which is counted
+    /// there, and a unit taken from it gives back exactly one unit of the estimate. When the
+    /// window rolled over between the hit and its refund, the hit now sits in `previous`,
+    /// where it counts weighted by (T − el)/T; taking it from there gives back exactly that
+    /// weight, what the hit still costs, and never more. Rolled out of both windows, a hit
+    /// costs nothing any more and nothing is given back. A key with nothing counted (expired
+    /// or never seen) is left as it is.
+    fn refund(&self, state: &mut SlidingWindowState, now: Nanos, cost: u64) {
+        let v = self.view(state, now);
+        if v.previous == 0 && v.current == 0 {
+            return;
+        }
+        let from_current = cost.min(v.current);
+        let from_previous = (cost - from_current).min(v.previous);
+        *state = SlidingWindowState {
+            window: v.window,
+            previous: v.previous - from_previous,
+            current: v.current - from_current,
+        };
+    }
+
     fn peek(&self, state: &SlidingWindowState, now: Nanos) -> Decision {
         let v = self.view(state, now);
         let remaining = self.remaining(self.used(&v));

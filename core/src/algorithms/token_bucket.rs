@@ -78,6 +78,22 @@ impl Algorithm for TokenBucket {
         }
     }
 
+    /// Puts c tokens back, up to the capacity: tokens beyond it would be a burst larger than B.
+    /// The state is rolled forward to `now` first (as a hit does), so the refill earned since
+    /// `last` is kept and `last` never moves back. A full bucket (expired or never seen) is
+    /// left as it is.
+    fn refund(&self, state: &mut TokenState, now: Nanos, cost: u64) {
+        let tokens = self.tokens(state, now);
+        if tokens == self.capacity {
+            return;
+        }
+        let left = (tokens + cost * self.interval).min(self.capacity);
+        *state = TokenState {
+            taken: self.capacity - left,
+            last: now.max(state.last),
+        };
+    }
+
     fn peek(&self, state: &TokenState, now: Nanos) -> Decision {
         let tokens = self.tokens(state, now);
         Decision {

@@ -198,6 +198,24 @@ impl<A: Algorithm> Store for MemoryStore<A> {
         Ok(decision)
     }
 
+    fn refund(&self, key: &str, cost: u64) -> Result<Decision> {
+        let (hash, shard) = self.locate(key);
+        let mut shard = shard.lock();
+        let now = self.clock.now();
+        let Some(entry) = shard.table.get_mut(&hash) else {
+            // Never seen (or swept, or reset): nothing to give back, and no state to create.
+            return Ok(self.algorithm.peek(&A::State::default(), now));
+        };
+        self.algorithm.refund(&mut entry.state, now, cost);
+        let decision = self.algorithm.peek(&entry.state, now);
+        if self.algorithm.is_idle(&entry.state, now) {
+            // Back at full capacity: the state says nothing a fresh key's would not, so the
+            // key goes now rather than at the next sweep (as Redis deletes such a key).
+            shard.table.remove(&hash);
+        }
+        Ok(decision)
+    }
+
     fn peek(&self, key: &str) -> Result<Decision> {
         let (hash, shard) = self.locate(key);
         let shard = shard.lock();

@@ -21,6 +21,19 @@ pub trait Store: Send + Sync {
     /// Counts a hit of `cost` on `key` (1 ≤ cost ≤ limit, checked by the caller) if it passes.
     fn hit(&self, key: &str, cost: u64) -> Result<Decision>;
 
+    /// Gives back `cost` units of `key`'s capacity (1 ≤ cost ≤ limit, checked by the caller),
+    /// atomically, and returns what a hit of cost 1 would see right after (as [`Store::peek`]
+    /// would, from the same read of the state and clock).
+    ///
+    /// Never lifts the key above full capacity; a key that is idle (expired, reset, never
+    /// seen) is left as it is and no state is created for it. See docs/architecture.md,
+    /// *Refunds*, and [`crate::algorithms::Algorithm::refund`] for each algorithm.
+    ///
+    /// Returning the decision rather than `()` costs nothing (the store holds the state
+    /// anyway; on Redis it is the same round trip) and lets a caller that refunds after a
+    /// response render the headers the client will see next without a second round trip.
+    fn refund(&self, key: &str, cost: u64) -> Result<Decision>;
+
     /// What a hit of cost 1 on `key` would see now, without counting it.
     fn peek(&self, key: &str) -> Result<Decision>;
 

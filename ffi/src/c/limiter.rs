@@ -56,6 +56,19 @@ impl flux_limiter {
         }
     }
 
+    fn refund(&self, key: &str, cost: u64) -> Result<flux_decision, Error> {
+        match &self.redis {
+            None => Ok(self.limiter.refund(key, cost)?.into()),
+            Some(redis) => {
+                let outcome = redis.limit.refund_outcome(key, cost)?;
+                Ok(flux_decision::new(
+                    outcome.decision,
+                    flux_source::of(&outcome.source),
+                ))
+            }
+        }
+    }
+
     fn peek(&self, key: &str) -> Result<flux_decision, Error> {
         match &self.redis {
             None => Ok(self.limiter.peek(key)?.into()),
@@ -252,6 +265,50 @@ pub unsafe extern "C" fn flux_limiter_peek(
         // SAFETY: readable for key_len bytes per the contract.
         let key = unsafe { args::key(key, key_len) }?;
         let decision = limiter.peek(key)?;
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { write_out(out, decision) };
+        Ok(())
+    })
+}
+
+/// Gives back `cost` units of the key `key[0 .. key_len)`'s capacity, e.g. for a hit taken
+/// before a request was handled that should not count after all, and writes to `*out` what a
+/// hit of cost 1 would see right after (as `flux_limiter_peek` would).
+///
+/// Never lifts the key above full capacity (refunding more than was taken stops at full); a
+/// key that is back at full capacity, expired or never seen is left as it is and no state is
+/// created for it. Atomic with the store's hits: one locked update (embedded), one
+/// compare-and-swap (shared memory) or one script (Redis, one round trip at Redis's time).
+///
+/// The key is `key_len` bytes of UTF-8, as for `flux_limiter_hit`. Returns `FLUX_RESULT_OK`,
+/// or on failure (nothing given back, `*out` untouched, details in `flux_last_error()`):
+/// - `FLUX_RESULT_NULL_ARGUMENT`: `limiter`, `key` (even with `key_len` 0) or `out` is NULL;
+/// - `FLUX_RESULT_INVALID_UTF8`: the key is not UTF-8;
+/// - `FLUX_RESULT_INVALID_COST`: `cost` is 0 or larger than the capacity (`limit`);
+/// - `FLUX_RESULT_STORE_ERROR`: (Redis) Redis failed and the store fails closed. Failing open,
+///   the refund is lost (the hit stays counted) and `out->source` is `FLUX_SOURCE_FAIL_OPEN`.
+///
+/// Ownership: `key` is borrowed for the duration of the call.
+/// Thread safety: safe to call concurrently on the same limiter from any number of threads,
+/// hits and refunds mixed.
+///
+/// # Safety
+/// As for `flux_limiter_hit`.
+#[no_mangle]
+pub unsafe extern "C" fn flux_limiter_refund(
+    limiter: *const flux_limiter,
+    key: *const c_char,
+    key_len: usize,
+    cost: u64,
+    out: *mut flux_decision,
+) -> flux_result {
+    ffi_guard!({
+        // SAFETY: non-NULL and live per the contract.
+        let limiter = unsafe { &*non_null!(limiter) };
+        let out = non_null!(out);
+        // SAFETY: readable for key_len bytes per the contract.
+        let key = unsafe { args::key(key, key_len) }?;
+        let decision = limiter.refund(key, cost)?;
         // SAFETY: non-NULL and writable per the contract.
         unsafe { write_out(out, decision) };
         Ok(())

@@ -55,6 +55,10 @@ impl Store for ViaRedisStore {
         Err(unbound())
     }
 
+    fn refund(&self, _key: &str, _cost: u64) -> flux_core::Result<Decision> {
+        Err(unbound())
+    }
+
     fn len(&self) -> usize {
         0
     }
@@ -186,6 +190,31 @@ impl RedisBinding {
                     source: Source::Redis,
                 }),
                 None => limit.peek_outcome(key),
+            }
+        });
+        resolve(outcome, self.policy, limiter.limit(), 0)
+    }
+
+    /// A refund in one round trip, at Redis's time (or the test clock's). A failure follows
+    /// the limit's policy: fail closed raises; fail open returns a result flagged
+    /// `fail_open` (the refund is lost and the hit it undid stays counted).
+    fn refund(
+        &self,
+        py: Python<'_>,
+        limiter: &flux_core::Limiter,
+        key: &str,
+        cost: u64,
+    ) -> PyResult<RateLimitResult> {
+        let store = self.handle().store(py);
+        let clock = self.clock.as_deref().map(micros);
+        let outcome = py.detach(|| {
+            let limit = store.limit_of(limiter)?;
+            match clock {
+                Some(now) => limit.refund_at(key, cost, now).map(|decision| Outcome {
+                    decision,
+                    source: Source::Redis,
+                }),
+                None => limit.refund_outcome(key, cost),
             }
         });
         resolve(outcome, self.policy, limiter.limit(), 0)
@@ -349,6 +378,32 @@ impl Limiter {
                 .map(RateLimitResult::from_decision)
                 .map_err(to_py),
             Some(redis) => redis.peek(py, &self.inner, key),
+        }
+    }
+
+    /// Gives back `cost` units of `key`'s capacity (a hit that should not count after all)
+    /// and returns what a hit of cost 1 would see next. Never above full capacity; an idle or
+    /// unknown key is left as it is. Costs are checked as for `hit`.
+    #[pyo3(signature = (key, cost=1))]
+    fn refund(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<RateLimitResult> {
+        let cost = whole_cost(cost, &self.inner)?;
+        match &self.redis {
+            None => self
+                .inner
+                .refund(key, cost)
+                .map(RateLimitResult::from_decision)
+                .map_err(to_py),
+            Some(redis) => {
+                // Checked here too: a bad cost is the caller's bug, never a store failure that
+                // a fail-open policy would swallow.
+                if cost == 0 || cost > self.inner.limit() {
+                    return Err(to_py(Error::InvalidCost {
+                        cost,
+                        capacity: self.inner.limit(),
+                    }));
+                }
+                redis.refund(py, &self.inner, key, cost)
+            }
         }
     }
 

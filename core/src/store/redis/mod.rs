@@ -763,6 +763,38 @@ impl RedisLimit {
         }
     }
 
+    /// Gives back `cost` units of `identity`'s capacity in one atomic script (the algorithm's
+    /// refund, then a peek, at Redis's `TIME`), and returns what a hit of cost 1 sees next.
+    /// A key that is missing or back at full capacity is left as it is (not created); a key
+    /// the refund brings back to full capacity is deleted. The deny cache forgets the key, so
+    /// the capacity given back is usable at once from this process.
+    ///
+    /// Errors: `InvalidCost`; `Store` when Redis fails and `fail_silently` is false. With
+    /// `fail_silently` a failed refund is lost, flagged [`Source::FailOpen`] (the hit it was
+    /// meant to undo stays counted: failing towards the limit, as a lost hit fails away).
+    pub fn refund_outcome(&self, identity: &str, cost: u64) -> Result<Outcome> {
+        self.check_cost(cost)?;
+        let redis_key = self.redis_key(identity);
+        let result = self.call(&redis_key, "refund", cost, None);
+        if let Some(deny) = &self.shared.deny {
+            deny.remove(&redis_key);
+        }
+        match result {
+            Ok(decision) => Ok(Outcome {
+                decision,
+                source: Source::Redis,
+            }),
+            Err(failure) => self.shared.fail(failure, self.spec.limit, 0),
+        }
+    }
+
+    /// A refund at an explicit time (see [`Self::hit_at`]).
+    pub fn refund_at(&self, identity: &str, cost: u64, now_us: u64) -> Result<Decision> {
+        self.check_cost(cost)?;
+        self.call(&self.redis_key(identity), "refund", cost, Some(now_us))
+            .map_err(|failure| Error::Store(failure.message))
+    }
+
     /// A hit at an explicit time, `now_us` µs since the epoch, instead of the server's: the
     /// replay of test vectors and simulations. Bypasses the deny cache; failures are always
     /// errors. (Keys written so are kept at least a minute of real time.)
@@ -814,6 +846,11 @@ impl Store for RedisLimit {
 
     fn reset(&self, key: &str) -> Result<()> {
         self.reset_key(key)
+    }
+
+    fn refund(&self, key: &str, cost: u64) -> Result<Decision> {
+        self.refund_outcome(key, cost)
+            .map(|outcome| outcome.decision)
     }
 
     fn name(&self) -> &'static str {

@@ -294,6 +294,7 @@ mod tests {
                 assert!(head.contains(needle), "{kind}: {needle} missing");
             }
             assert!(source.contains(&format!("ALG.{} = {{", kind.name())));
+            assert!(source.contains("refund = function("), "{kind}: no refund");
         }
         for source in [SINGLE, MULTI, BATCH] {
             assert!(source.contains("KEYS[") && source.contains("Reply:"));

@@ -252,6 +252,16 @@ impl<C: Codec> SharedStore<C> {
         }
     }
 
+    /// The error of a state that does not fit its word.
+    fn unencodable(&self, now: u64) -> Error {
+        Error::Store(format!(
+            "shared store at {}: the {} state at time {now} ns does not fit its 64-bit \
+             encoding (times after the year 2262 are not supported)",
+            self.region.path().display(),
+            self.kind
+        ))
+    }
+
     fn state(&self, word: Option<u64>, now: u64) -> <C::A as Algorithm>::State {
         word.map_or_else(Default::default, |w| self.codec.decode(w, now))
     }
@@ -283,12 +293,45 @@ impl<C: Codec> Store for SharedStore<C> {
             }
         });
         if unencodable {
-            return Err(Error::Store(format!(
-                "shared store at {}: the {} state at time {now} ns does not fit its 64-bit \
-                 encoding (times after the year 2262 are not supported)",
-                self.region.path().display(),
-                self.kind
-            )));
+            return Err(self.unencodable(now));
+        }
+        Ok(decision)
+    }
+
+    /// One CAS like a hit (see slots.rs): a process killed mid-refund leaves the old state or
+    /// the refunded one. A key with no slot, or an idle one, is kept as it is (no slot is
+    /// claimed for it). The slot's `idle_at` hint is only ever raised, so after a refund it
+    /// may stay later than the truth: that merely delays the slot's reuse, the safe side.
+    fn refund(&self, key: &str, cost: u64) -> Result<Decision> {
+        let (bucket, start, tag) = self.locate(key);
+        let now = self.clock.now();
+        let algorithm = self.codec.algorithm();
+        let mut unencodable = false;
+        let decision = slots::update(bucket, start, tag, now, &self.env(now), |word| {
+            let Some(word) = word else {
+                return Step::Keep(algorithm.peek(&Default::default(), now));
+            };
+            let at = self.codec.decide_at(word, now);
+            let mut state = self.codec.decode(word, at);
+            if algorithm.is_idle(&state, at) {
+                return Step::Keep(algorithm.peek(&state, at));
+            }
+            algorithm.refund(&mut state, at, cost);
+            let out = algorithm.peek(&state, at);
+            match self.codec.encode(&state) {
+                Some(encoded) => Step::Write {
+                    state: encoded,
+                    idle_at: coarse(self.codec.idle_at(&state)),
+                    out,
+                },
+                None => {
+                    unencodable = true;
+                    Step::Keep(out)
+                }
+            }
+        });
+        if unencodable {
+            return Err(self.unencodable(now));
         }
         Ok(decision)
     }

@@ -12,6 +12,10 @@
 --       commit = a function writing the new state; called only when the caller decides the
 --                hit counts (never for a denied hit: denied hits change no state)
 --   peek(key, now, p1, p2) -> reply (what a hit of cost 1 would see; writes nothing)
+--   refund(key, now, cost, p1, p2) gives back `cost` units (the arithmetic of the Rust
+--       algorithm's `refund`): never above full capacity, nothing written for a key that is
+--       idle or missing, and the key deleted when the refund leaves it back at full capacity
+--       (as it would have expired then). Replies nothing; the caller peeks.
 -- p1, p2 are (E, B) = (emission interval µs, burst) for the bucket algorithms and
 -- (T, N) = (period µs, requests) for the window algorithms.
 

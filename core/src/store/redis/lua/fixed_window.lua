@@ -5,8 +5,8 @@
 --   KEYS[1]  the limit's key for one identity: a string "<window> <count>", the window number
 --            and the cost counted in it; missing = nothing counted
 --   ARGV[1]  now in µs since the epoch, or '' for the server's TIME
---   ARGV[2]  'hit' or 'peek'
---   ARGV[3]  cost c, 1 <= c <= N (hit only)
+--   ARGV[2]  'hit', 'peek' or 'refund'
+--   ARGV[3]  cost c, 1 <= c <= N (hit and refund)
 --   ARGV[4]  T, the period (window length) in µs
 --   ARGV[5]  N, the requests allowed per window
 -- Reply: {allowed (1|0), remaining, reset_after_us, retry_after_us}, integers.
@@ -52,5 +52,20 @@ ALG.fixed_window = {
       allowed, retry_after = 0, until_end
     end
     return {allowed, remaining, reset_after, retry_after}
+  end,
+
+  -- The current window's count down by c, not below 0; an earlier window's state counts for
+  -- nothing now and is left alone (fw_current reads it as a count of 0).
+  refund = function(key, now, cost, T, N)
+    local window, count, until_end = fw_current(key, now, T)
+    if count <= 0 then
+      return
+    end
+    local after = max0(count - cost)
+    if after == 0 then
+      redis.call('DEL', key)
+      return
+    end
+    redis.call('SET', key, fmt(window) .. ' ' .. fmt(after), 'PX', ttl_ms(until_end))
   end,
 }

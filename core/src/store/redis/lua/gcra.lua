@@ -4,8 +4,8 @@
 --   KEYS[1]  the limit's key for one identity: a string holding TAT, the theoretical arrival
 --            time in µs since the epoch (missing = a fresh key)
 --   ARGV[1]  now in µs since the epoch, or '' for the server's TIME
---   ARGV[2]  'hit' or 'peek'
---   ARGV[3]  cost c, 1 <= c <= B (hit only)
+--   ARGV[2]  'hit', 'peek' or 'refund'
+--   ARGV[3]  cost c, 1 <= c <= B (hit and refund)
 --   ARGV[4]  E, the emission interval in µs (ceil(T / N))
 --   ARGV[5]  B, the burst (capacity)
 -- Reply: {allowed (1|0), remaining, reset_after_us, retry_after_us}, integers.
@@ -43,5 +43,19 @@ ALG.gcra = {
       allowed = 1
     end
     return {allowed, idiv(room, E), ahead, max0(E - room)}
+  end,
+
+  -- TAT back by c*E, not below now (further back would be credit beyond the burst).
+  refund = function(key, now, cost, E, B)
+    local tat = gcra_tat(key)
+    if tat <= now then
+      return
+    end
+    local new_tat = math.max(tat - cost * E, now)
+    if new_tat <= now then
+      redis.call('DEL', key)
+    else
+      redis.call('SET', key, fmt(new_tat), 'PX', ttl_ms(new_tat - now))
+    end
   end,
 }

@@ -5,8 +5,8 @@
 --   KEYS[1]  the limit's key for one identity: a string "<level> <last>", the level in µs of
 --            leak as of <last> (µs since the epoch); missing = an empty bucket
 --   ARGV[1]  now in µs since the epoch, or '' for the server's TIME
---   ARGV[2]  'hit' or 'peek'
---   ARGV[3]  cost c, 1 <= c <= B (hit only)
+--   ARGV[2]  'hit', 'peek' or 'refund'
+--   ARGV[3]  cost c, 1 <= c <= B (hit and refund)
 --   ARGV[4]  E, µs to leak one hit (ceil(T / N))
 --   ARGV[5]  B, the capacity in hits
 -- Reply: {allowed (1|0), remaining, reset_after_us, retry_after_us}, integers.
@@ -47,5 +47,21 @@ ALG.leaky_bucket = {
       allowed = 1
     end
     return {allowed, idiv(room, E), level, max0(E - room)}
+  end,
+
+  -- The level down by c*E, not below empty (lower would be credit beyond the capacity).
+  refund = function(key, now, cost, E, B)
+    local level, last = lb_level(key, now)
+    if level <= 0 then
+      return
+    end
+    local lowered = max0(level - cost * E)
+    if lowered == 0 then
+      redis.call('DEL', key)
+      return
+    end
+    local new_last = math.max(now, last)
+    redis.call('SET', key, fmt(lowered) .. ' ' .. fmt(new_last), 'PX',
+      ttl_ms(new_last + lowered - now))
   end,
 }

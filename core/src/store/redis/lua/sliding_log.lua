@@ -6,8 +6,8 @@
 --            scored by the hit's time in µs since the epoch; members are "<time>:<n>", unique
 --            (n counts up from the set's size; a taken name is skipped)
 --   ARGV[1]  now in µs since the epoch, or '' for the server's TIME
---   ARGV[2]  'hit' or 'peek'
---   ARGV[3]  cost c, 1 <= c <= N (hit only)
+--   ARGV[2]  'hit', 'peek' or 'refund'
+--   ARGV[3]  cost c, 1 <= c <= N (hit and refund)
 --   ARGV[4]  T, the period in µs
 --   ARGV[5]  N, the requests allowed in any period
 -- Reply: {allowed (1|0), remaining, reset_after_us, retry_after_us}, integers.
@@ -84,5 +84,20 @@ ALG.sliding_log = {
       allowed, retry_after = 0, sl_retry_after(key, now, T, live - N + 1)
     end
     return {allowed, remaining, sl_reset_after(key, now, T), retry_after}
+  end,
+
+  -- The c newest live members removed (the hit just taken), expired ones dropped on the way.
+  -- Redis deletes a sorted set left empty.
+  refund = function(key, now, cost, T, N)
+    local live = sl_live(key, now, T)
+    if live == 0 then
+      return
+    end
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now - T))
+    redis.call('ZREMRANGEBYRANK', key, fmt(-math.min(cost, live)), '-1')
+    local newest = sl_newest(key)
+    if newest then
+      redis.call('PEXPIRE', key, ttl_ms(newest + T - now))
+    end
   end,
 }

@@ -6,8 +6,8 @@
 --            current window number floor(t / T) and the cost counted in the window before it
 --            and in it; missing = nothing counted
 --   ARGV[1]  now in µs since the epoch, or '' for the server's TIME
---   ARGV[2]  'hit' or 'peek'
---   ARGV[3]  cost c, 1 <= c <= N (hit only)
+--   ARGV[2]  'hit', 'peek' or 'refund'
+--   ARGV[3]  cost c, 1 <= c <= N (hit and refund)
 --   ARGV[4]  T, the period (window length) in µs
 --   ARGV[5]  N, the requests allowed per sliding period
 -- Reply: {allowed (1|0), remaining, reset_after_us, retry_after_us}, integers.
@@ -101,5 +101,23 @@ ALG.sliding_window = {
       allowed, retry_after = 0, sw_retry_after(previous, current, el, 1, T, N)
     end
     return {allowed, remaining, sw_reset_after(previous, current, el, T), retry_after}
+  end,
+
+  -- c off the current window's count, the rest off the previous one's (where a hit taken
+  -- just before the window rolled over now counts, weighted), neither below 0.
+  refund = function(key, now, cost, T, N)
+    local window, previous, current = sw_view(key, now, T)
+    if previous == 0 and current == 0 then
+      return
+    end
+    local from_current = math.min(cost, current)
+    previous = previous - math.min(cost - from_current, previous)
+    current = current - from_current
+    if previous == 0 and current == 0 then
+      redis.call('DEL', key)
+      return
+    end
+    redis.call('SET', key, fmt(window) .. ' ' .. fmt(previous) .. ' ' .. fmt(current),
+      'PX', ttl_ms((window + 2) * T - now))
   end,
 }

@@ -5,8 +5,8 @@
 --   KEYS[1]  the limit's key for one identity: a string "<taken> <last>", µs of refill missing
 --            from a full bucket as of <last> (µs since the epoch); missing = a full bucket
 --   ARGV[1]  now in µs since the epoch, or '' for the server's TIME
---   ARGV[2]  'hit' or 'peek'
---   ARGV[3]  cost c, 1 <= c <= B (hit only)
+--   ARGV[2]  'hit', 'peek' or 'refund'
+--   ARGV[3]  cost c, 1 <= c <= B (hit and refund)
 --   ARGV[4]  E, µs to refill one token (ceil(T / N))
 --   ARGV[5]  B, the capacity in tokens
 -- Reply: {allowed (1|0), remaining, reset_after_us, retry_after_us}, integers.
@@ -49,5 +49,22 @@ ALG.token_bucket = {
       allowed = 1
     end
     return {allowed, idiv(tokens, E), capacity - tokens, max0(E - tokens)}
+  end,
+
+  -- c tokens back, up to the capacity (more would be a burst beyond B).
+  refund = function(key, now, cost, E, B)
+    local capacity = B * E
+    local tokens, last = tb_tokens(key, now, capacity)
+    if tokens >= capacity then
+      return
+    end
+    local taken = capacity - math.min(tokens + cost * E, capacity)
+    if taken == 0 then
+      redis.call('DEL', key)
+      return
+    end
+    local new_last = math.max(now, last)
+    redis.call('SET', key, fmt(taken) .. ' ' .. fmt(new_last), 'PX',
+      ttl_ms(new_last + taken - now))
   end,
 }
