@@ -356,6 +356,11 @@ class ServerContract:
         responses = concurrent_gets(f"{live}/burst", 40)
         assert_exact_quota(responses, BURST_QUOTA, "burst")
 
+    def test_deduct_when_stays_exact_under_concurrency(self, live: str) -> None:
+        # 20 concurrent failed logins against 3 per hour: exactly 3 reach the view.
+        failures = concurrent_gets(f"{live}/login", 20)
+        assert sorted(r.status_code for r in failures) == [401] * QUOTA + [429] * (20 - QUOTA)
+
     def test_concurrent_clients_on_an_async_view_get_exactly_the_quota(self, live: str) -> None:
         responses = concurrent_gets(f"{live}/burst-async", 40)
         assert_exact_quota(responses, BURST_QUOTA, "burst_async")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,34 @@ def test_middleware_and_view_limits_are_one_hit_on_redis(config: FluxConfig) -> 
     client = TestClient(app)
     assert [client.get("/tight").status_code for _ in range(4)] == [200, 200, 429, 429]
     assert [client.get("/open").status_code for _ in range(4)] == [200, 200, 200, 429]
+
+
+def test_deduct_when_on_redis_counts_only_failures(config: FluxConfig) -> None:
+    app = FastAPI()
+
+    @app.get("/login")
+    @rate_limit("3/hour", deduct_when=lambda r: r.status_code >= 400, config=config)
+    async def login(ok: bool = False) -> Any:
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse({"ok": ok}, 200 if ok else 401)
+
+    client = TestClient(app)
+    assert [client.get("/login?ok=true").status_code for _ in range(6)] == [200] * 6
+    assert [client.get("/login").status_code for _ in range(4)] == [401] * 3 + [429]
+
+
+def test_limit_chosen_per_request_on_redis(config: FluxConfig) -> None:
+    app = FastAPI()
+    plans = {"free": "1/hour", "pro": "3/hour"}
+
+    @app.get("/api")
+    @rate_limit(limit=lambda r: plans.get(r.headers.get("X-Plan", "free")), config=config)
+    def api() -> dict[str, bool]:
+        return {"ok": True}
+
+    client = TestClient(app)
+    assert [client.get("/api").status_code for _ in range(2)] == [200, 429]
+    pro = {"X-Plan": "pro"}
+    assert [client.get("/api", headers=pro).status_code for _ in range(4)] == [200] * 3 + [429]
+    assert [client.get("/api", headers={"X-Plan": "none"}).status_code] == [200]
