@@ -24,6 +24,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
+from flux._wait import Deadline
+from flux._wait_calls import waiting_wrapper
 from flux.config import FluxConfig, RateLimitPolicy, get_config
 from flux.identity import Identifier, KeySpec
 from flux.integrations import find_request
@@ -77,8 +79,14 @@ class RateLimit:
         config: FluxConfig | None = None,
         ipv6_prefix: int | None = None,
         on_unavailable: OnUnavailable | None = None,
+        wait: bool = False,
+        wait_timeout: float | None = None,
     ) -> None:
         """Build the limiter and check every argument now (see :func:`rate_limit`)."""
+        self.wait = bool(wait)
+        self.wait_timeout = wait_timeout
+        if wait_timeout is not None:
+            Deadline(wait_timeout)  # a bad timeout fails here, not at the first call
         if on_unavailable is not None and not callable(on_unavailable):
             raise TypeError(f"on_unavailable must be callable, got {on_unavailable!r}")
         self.on_unavailable = on_unavailable
@@ -140,6 +148,8 @@ def rate_limit(
     config: FluxConfig | None = None,
     ipv6_prefix: int | None = None,
     on_unavailable: OnUnavailable | None = None,
+    wait: bool = False,
+    wait_timeout: float | None = None,
 ) -> RateLimit: ...
 
 
@@ -156,6 +166,8 @@ def rate_limit(
     config: FluxConfig | None = None,
     ipv6_prefix: int | None = None,
     on_unavailable: OnUnavailable | None = None,
+    wait: bool = False,
+    wait_timeout: float | None = None,
 ) -> Any:
     """Rate-limit a view, endpoint or function.
 
@@ -170,6 +182,11 @@ def rate_limit(
       clients per ``/prefix`` network (e.g. 64).
     - ``on_unavailable(request, error)``: the response when the store cannot decide and the
       limit fails closed (``fail_silently = false``); default a 503 with ``Retry-After``.
+    - ``wait``: a denied *plain* call (no web request among its arguments) sleeps until its
+      limits allow it, instead of raising :class:`~flux.RateLimitExceeded`: all the
+      function's stacked limits are waited for together, all or nothing (as
+      :meth:`~flux.RateLimiter.acquire` does for one). ``wait_timeout`` (seconds) bounds the
+      wait: past it the call raises. A web request is never held: it gets its 429 at once.
 
     The limit is named ``name`` or ``module.qualname`` (the bucket), and each client has its
     own state in it: the stored key is ``{key_prefix}{bucket}:{<identity>}:<algorithm>``, as
@@ -190,6 +207,8 @@ def rate_limit(
         config=config,
         ipv6_prefix=ipv6_prefix,
         on_unavailable=on_unavailable,
+        wait=wait,
+        wait_timeout=wait_timeout,
     )
 
 
@@ -424,6 +443,13 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
 
         wrapper = sync_wrapper
 
+    waiting = [d for d in declared if d.wait]
+    if waiting:
+        # Any limit of the group asks to wait: the whole group waits, for the shortest
+        # timeout any of them gave.
+        timeouts = [d.wait_timeout for d in waiting if d.wait_timeout is not None]
+        timeout = min(timeouts) if timeouts else None
+        wrapper = waiting_wrapper(func, wrapper, rules, locate, endpoint, timeout)
     if params.signature is not None:
         wrapper.__signature__ = params.signature  # type: ignore[attr-defined]
     _groups[wrapper] = (func, declared)
