@@ -331,6 +331,16 @@ def _has_var_positional(func: Callable[..., Any]) -> bool:
     return any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
+def _refusing_websockets(func: Callable[..., Any], wrapper: Callable[..., Any]) -> Any:
+    """A websocket endpoint's denied connection attempt is refused by sending the 429 before
+    ``accept`` (its return value would be dropped): see ``fastapi.refusing_websockets``."""
+    from flux.integrations import fastapi
+
+    if not fastapi.is_websocket_endpoint(func):
+        return wrapper
+    return fastapi.refusing_websockets(wrapper)
+
+
 def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable[..., Any]:
     rules = _rules(func, declared)
     endpoint = _qualified_name(func)[0]
@@ -450,6 +460,8 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
         timeouts = [d.wait_timeout for d in waiting if d.wait_timeout is not None]
         timeout = min(timeouts) if timeouts else None
         wrapper = waiting_wrapper(func, wrapper, rules, locate, endpoint, timeout)
+    if "starlette" in sys.modules and inspect.iscoroutinefunction(func):
+        wrapper = _refusing_websockets(func, wrapper)
     if params.signature is not None:
         wrapper.__signature__ = params.signature  # type: ignore[attr-defined]
     _groups[wrapper] = (func, declared)
