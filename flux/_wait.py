@@ -140,7 +140,8 @@ def give_back(limiter: Any, key: str, cost: int) -> None:
         )
         return
     try:
-        returned = refund(key, cost)
+        # By keyword: the native signature may put an `endpoint` before `cost`, as `hit` does.
+        returned = refund(key, cost=cost)
         if inspect.isawaitable(returned):  # an async refund: let it run on its own
             asyncio.ensure_future(returned).add_done_callback(_log_failure)
     except Exception as error:  # a callback must not raise into the event loop
