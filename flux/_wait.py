@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from flux.exceptions import RateLimitExceeded
 
-__all__ = ["MIN_WAIT", "Deadline", "acquire", "aacquire", "give_back", "pause", "shielded"]
+__all__ = ["MIN_WAIT", "Deadline", "aacquire", "acquire", "give_back", "pause", "shielded"]
 
 LOG = logging.getLogger("flux")
 

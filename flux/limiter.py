@@ -200,7 +200,7 @@ class RateLimiter(_flux.Limiter):
         ``ValueError``, as :meth:`hit` does (such a hit could never pass). Blocks the calling
         thread: async code uses :meth:`aacquire`.
         """
-        return _wait.acquire(self, key, cost, timeout)  # type: ignore[no-any-return]
+        return _wait.acquire(self, key, cost, timeout)
 
     async def aacquire(
         self, key: str, cost: int = 1, timeout: float | None = None
@@ -211,7 +211,7 @@ class RateLimiter(_flux.Limiter):
         a hit in flight when it is cancelled still completes and, if it was allowed, is given
         back with :meth:`refund` when this limiter has one.
         """
-        return await _wait.aacquire(self, key, cost, timeout)  # type: ignore[no-any-return]
+        return await _wait.aacquire(self, key, cost, timeout)
 
     @property
     def storage(self) -> str:

@@ -267,7 +267,7 @@ def test_wait_covers_stacked_limits_all_or_nothing() -> None:
         work()
     # 2 at once, then one every 0.1 s: the 6th passes 0.4 s in.
     assert time.monotonic() - start >= 0.4 - SLACK
-    fast, slow = limits_of(work)
+    _fast, slow = limits_of(work)
     # The slow limit counted each call once: denied tries took nothing from it.
     assert slow.limiter.peek("global").remaining == 100 - 6
 

@@ -288,7 +288,8 @@ async def refuse(websocket: WebSocket, response: Any) -> None:
         return
     # (An on_unavailable hook may have answered with something else than a Response.)
     retry_after = response.headers.get("retry-after", "1") if denial else "1"
-    await websocket.close(code=POLICY_VIOLATION, reason=f"rate limited; retry after {retry_after} s")
+    reason = f"rate limited; retry after {retry_after} s"
+    await websocket.close(code=POLICY_VIOLATION, reason=reason)
 
 
 class FluxMiddleware:

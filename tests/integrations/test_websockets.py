@@ -45,9 +45,8 @@ def connects(client: TestClient, path: str, headers: dict[str, str] | None = Non
 
 
 def denial_of(client: TestClient, path: str) -> WebSocketDenialResponse:
-    with pytest.raises(WebSocketDenialResponse) as caught:
-        with client.websocket_connect(path):
-            pass
+    with pytest.raises(WebSocketDenialResponse) as caught, client.websocket_connect(path):
+        pass
     return caught.value
 
 
@@ -71,9 +70,8 @@ def test_decorator_closes_1008_without_the_denial_extension(make_app: Factory) -
     client = TestClient(make_app(denial=False))
     for _ in range(WS_QUOTA):
         assert connects(client, "/ws")
-    with pytest.raises(WebSocketDisconnect) as caught:
-        with client.websocket_connect("/ws"):
-            pass
+    with pytest.raises(WebSocketDisconnect) as caught, client.websocket_connect("/ws"):
+        pass
     assert caught.value.code == 1008
     assert caught.value.reason.startswith("rate limited; retry after ")
     assert caught.value.reason.endswith(" s")
@@ -119,9 +117,8 @@ def test_middleware_closes_1008_without_the_denial_extension(make_app: Factory) 
     client = TestClient(make_app(middleware=MIDDLEWARE, denial=False))
     for _ in range(MIDDLEWARE_QUOTA):
         assert connects(client, "/ws-open")
-    with pytest.raises(WebSocketDisconnect) as caught:
-        with client.websocket_connect("/ws-open"):
-            pass
+    with pytest.raises(WebSocketDisconnect) as caught, client.websocket_connect("/ws-open"):
+        pass
     assert caught.value.code == 1008
     assert "retry after" in caught.value.reason
 
