@@ -181,3 +181,26 @@ def test_without_refund_the_lost_hit_is_logged(
     assert "could not be given back" in caplog.text
     # Counted once, no more.
     assert sum(lim.hit("k").allowed for _ in range(5)) == 2
+
+
+def test_wait_on_an_async_function_with_stacked_redis_limits(redis: RedisServer) -> None:
+    from flux import rate_limit
+    from flux.decorators import limits_of
+
+    config = redis_config(redis.url)
+    calls: list[float] = []
+
+    @rate_limit(requests=REQUESTS, period=PERIOD, wait=True, config=config)
+    @rate_limit(requests=100, period=60, config=config)
+    async def call_api() -> None:
+        calls.append(time.monotonic())
+
+    async def run() -> None:
+        await asyncio.gather(*(call_api() for _ in range(2 * REQUESTS)))
+
+    start = time.monotonic()
+    asyncio.run(run())
+    assert len(calls) == 2 * REQUESTS
+    assert_paced(calls, start)
+    # All or nothing: the hourly limit counted each call once, never a denied try.
+    assert limits_of(call_api)[1].limiter.peek("global").remaining == 100 - 2 * REQUESTS
