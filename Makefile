@@ -20,7 +20,7 @@ $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install 'maturin>=1.5,<2' 'pytest>=8' pytest-timeout hypothesis ruff mypy \
 		'django>=4.2' djangorestframework 'fastapi>=0.100' 'starlette>=0.27' httpx httpx2 'flask>=2.3' uvicorn gunicorn waitress \
-		redis rich prometheus-client
+		redis rich prometheus-client websockets
 	touch $@
 
 .PHONY: venv

@@ -24,6 +24,8 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
+from flux._wait import Deadline
+from flux._wait_calls import waiting_wrapper
 from flux.config import FluxConfig, RateLimitPolicy, get_config
 from flux.identity import Identifier, KeySpec
 from flux.integrations import find_request
@@ -96,8 +98,14 @@ class RateLimit:
         exempt_when: ExemptWhen | None = None,
         deduct_when: DeductWhen | None = None,
         on_limited: OnLimited | None = None,
+        wait: bool = False,
+        wait_timeout: float | None = None,
     ) -> None:
         """Build the limiters and check every argument now (see :func:`rate_limit`)."""
+        self.wait = bool(wait)
+        self.wait_timeout = wait_timeout
+        if wait_timeout is not None:
+            Deadline(wait_timeout)  # a bad timeout fails here, not at the first call
         self.on_unavailable = check_callable(on_unavailable, "on_unavailable")
         self.exempt_when = check_callable(exempt_when, "exempt_when")
         self.deduct_when = check_callable(deduct_when, "deduct_when")
@@ -209,6 +217,8 @@ def rate_limit(
     exempt_when: ExemptWhen | None = None,
     deduct_when: DeductWhen | None = None,
     on_limited: OnLimited | None = None,
+    wait: bool = False,
+    wait_timeout: float | None = None,
 ) -> RateLimit: ...
 
 
@@ -229,6 +239,8 @@ def rate_limit(
     exempt_when: ExemptWhen | None = None,
     deduct_when: DeductWhen | None = None,
     on_limited: OnLimited | None = None,
+    wait: bool = False,
+    wait_timeout: float | None = None,
 ) -> Any:
     """Rate-limit a view, endpoint or function.
 
@@ -254,6 +266,11 @@ def rate_limit(
       ``on_limited(request, result)``: the response to a refused request (default: the
       framework's handler for RateLimitExceeded if the application has one, else a JSON 429);
       the rate-limit headers are added to it.
+    - ``wait``: a denied *plain* call (no web request among its arguments) sleeps until its
+      limits allow it, instead of raising :class:`~flux.RateLimitExceeded`: all the
+      function's stacked limits are waited for together, all or nothing (as
+      :meth:`~flux.RateLimiter.acquire` does for one). ``wait_timeout`` (seconds) bounds the
+      wait: past it the call raises. A web request is never held: it gets its 429 at once.
 
     The limit is named ``name`` or ``module.qualname`` (the bucket), and each client has its
     own state in it: the stored key is ``{key_prefix}{bucket}:{<identity>}:<algorithm>``, as
@@ -278,6 +295,8 @@ def rate_limit(
         exempt_when=exempt_when,
         deduct_when=deduct_when,
         on_limited=on_limited,
+        wait=wait,
+        wait_timeout=wait_timeout,
     )
 
 
@@ -426,6 +445,16 @@ def _has_var_positional(func: Callable[..., Any]) -> bool:
     return any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
+def _refusing_websockets(func: Callable[..., Any], wrapper: Callable[..., Any]) -> Any:
+    """A websocket endpoint's denied connection attempt is refused by sending the 429 before
+    ``accept`` (its return value would be dropped): see ``fastapi.refusing_websockets``."""
+    from flux.integrations import fastapi
+
+    if not fastapi.is_websocket_endpoint(func):
+        return wrapper
+    return fastapi.refusing_websockets(wrapper)
+
+
 def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable[..., Any]:
     sources = _rules(func, declared)
     endpoint = _qualified_name(func)[0]
@@ -571,6 +600,17 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
 
         wrapper = sync_wrapper
 
+    waiting = [d for d in declared if d.wait]
+    if waiting and len(static) < len(sources):
+        raise TypeError("wait=True waits for fixed limits; a limit chosen per request cannot wait")
+    if waiting:
+        # Any limit of the group asks to wait: the whole group waits, for the shortest
+        # timeout any of them gave.
+        timeouts = [d.wait_timeout for d in waiting if d.wait_timeout is not None]
+        timeout = min(timeouts) if timeouts else None
+        wrapper = waiting_wrapper(func, wrapper, rules, locate, endpoint, timeout)
+    if "starlette" in sys.modules and inspect.iscoroutinefunction(func):
+        wrapper = _refusing_websockets(func, wrapper)
     if params.signature is not None:
         wrapper.__signature__ = params.signature  # type: ignore[attr-defined]
     _groups[wrapper] = (func, declared)

@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from flux import _flux, _prefork
+from flux import _flux, _prefork, _wait
 from flux._flux import ManualClock, RateLimitResult
 from flux._logging import apply_log_settings
 from flux._redis import preload_scripts, shared_store
@@ -260,6 +260,29 @@ class RateLimiter(_flux.Limiter):
         if not result.allowed:
             raise RateLimitExceeded(key, result.retry_after, result=result)
         return result
+
+    def acquire(self, key: str, cost: int = 1, timeout: float | None = None) -> RateLimitResult:
+        """Wait until a hit of ``cost`` on ``key`` is allowed, and return its result.
+
+        Between tries it sleeps exactly the retry time the denied hit reported (no polling).
+        ``timeout`` (seconds, default: wait as long as it takes) bounds the wait: when the next
+        sleep would end past it, :class:`RateLimitExceeded` is raised at once, carrying the
+        last denied result; ``timeout=0`` is a single try. A cost above the capacity raises
+        ``ValueError``, as :meth:`hit` does (such a hit could never pass). Blocks the calling
+        thread: async code uses :meth:`aacquire`.
+        """
+        return _wait.acquire(self, key, cost, timeout)
+
+    async def aacquire(
+        self, key: str, cost: int = 1, timeout: float | None = None
+    ) -> RateLimitResult:
+        """:meth:`acquire` for async code: sleeps with ``asyncio.sleep``, never blocking the loop.
+
+        On Redis each try is an awaited :meth:`ahit`. Cancelling the waiter consumes nothing:
+        a hit in flight when it is cancelled still completes and, if it was allowed, is given
+        back with :meth:`refund` when this limiter has one.
+        """
+        return await _wait.aacquire(self, key, cost, timeout)
 
     @property
     def storage(self) -> str:

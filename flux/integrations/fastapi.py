@@ -17,6 +17,7 @@ Run uvicorn with ``--no-proxy-headers`` to let flux's ``trusted_proxies`` decide
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ try:
     from starlette.responses import JSONResponse, Response
     from starlette.routing import Match
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
+    from starlette.websockets import WebSocket, WebSocketState
 except ImportError as exc:  # pragma: no cover - exercised only without Starlette
     raise FrameworkNotInstalled("starlette", "fastapi") from exc
 
@@ -43,11 +45,16 @@ __all__ = [
     "FluxMiddleware",
     "StarletteIntegration",
     "endpoint_signature",
+    "is_websocket_endpoint",
+    "refuse",
+    "refusing_websockets",
 ]
 
 # Names of the parameters added to an endpoint's signature for FastAPI to inject.
 REQUEST_PARAM = "_flux_request"
 RESPONSE_PARAM = "_flux_response"
+# Close code of a refused websocket handshake when the server cannot send an HTTP response.
+POLICY_VIOLATION = 1008
 # ASGI scope key of the middleware's RequestState (the scope is shared down to the endpoint).
 STATE_KEY = "flux.state"
 
@@ -59,8 +66,9 @@ class StarletteIntegration(Integration):
     raw_headers = True
 
     def is_request(self, obj: Any) -> bool:
-        """A Starlette ``Request`` (FastAPI's is the same class)."""
-        return isinstance(obj, Request)
+        """A Starlette ``Request`` (FastAPI's is the same class) or ``WebSocket``: a websocket
+        handshake is identified like an HTTP request (address, headers, ``scope["user"]``)."""
+        return isinstance(obj, HTTPConnection)
 
     def peer(self, request: Any) -> str | None:
         """``scope["client"]`` host, as the ASGI server reports it."""
@@ -208,6 +216,11 @@ def endpoint_signature(
     except (TypeError, ValueError):
         return None, None, None
     hints = _resolved_hints(func)
+    socket = websocket_param(signature, hints)
+    if socket is not None:
+        # FastAPI injects no Request into a websocket route (and a response has no headers to
+        # carry): the wrapper finds the WebSocket among the arguments instead.
+        return None, socket, None
     request_param = response_param = None
     for name, param in signature.parameters.items():
         annotation = hints.get(name, param.annotation)
@@ -245,12 +258,88 @@ class ResponseStart(typing.NamedTuple):
     headers: Headers
 
 
+def websocket_param(signature: inspect.Signature, hints: Mapping[str, Any]) -> str | None:
+    """The parameter of an endpoint that receives its ``WebSocket``, if it is a websocket
+    endpoint: annotated ``WebSocket``, or an unannotated one named ``websocket`` (Starlette's
+    convention; its routes pass the socket positionally)."""
+    for name, param in signature.parameters.items():
+        annotation = hints.get(name, param.annotation)
+        if annotation is inspect.Parameter.empty:
+            if name == "websocket":
+                return name
+        elif _is_type(annotation, WebSocket, "WebSocket"):
+            return name
+    return None
+
+
+def is_websocket_endpoint(func: Callable[..., Any]) -> bool:
+    """Whether ``func`` is a coroutine function taking a ``WebSocket`` (see
+    :func:`websocket_param`): ``rate_limit`` then limits its connection attempts."""
+    if not inspect.iscoroutinefunction(func):
+        return False
+    try:
+        signature = inspect.signature(func)
+    except (TypeError, ValueError):
+        return False
+    return websocket_param(signature, _resolved_hints(func)) is not None
+
+
+def _websocket_among(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> WebSocket | None:
+    for value in (*args[:2], *kwargs.values()):
+        if isinstance(value, WebSocket):
+            return value
+    return None
+
+
+def refusing_websockets(limited: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``limited``, the ``rate_limit`` wrapper of a websocket endpoint, so that a denied
+    connection attempt is refused before ``accept``.
+
+    ``limited`` answers a denied call with a 429 (or 503) response instead of calling the
+    endpoint; a websocket endpoint's return value is dropped by the framework, so this
+    wrapper sends it: see :func:`refuse`. An allowed connection proceeds untouched.
+    """
+
+    @functools.wraps(limited)
+    async def websocket_wrapper(*args: Any, **kwargs: Any) -> Any:
+        answer = await limited(*args, **kwargs)
+        if isinstance(answer, Response):
+            socket = _websocket_among(args, kwargs)
+            if socket is not None and socket.client_state is WebSocketState.CONNECTING:
+                await refuse(socket, answer)
+                return None
+        return answer
+
+    return websocket_wrapper
+
+
+async def refuse(websocket: WebSocket, response: Any) -> None:
+    """Refuse a websocket handshake with ``response`` (flux's JSON 429 and its headers).
+
+    Where the server supports the ASGI ``websocket.http.response`` extension (uvicorn,
+    Starlette's TestClient) the client gets exactly that HTTP response. Elsewhere the
+    handshake is closed with code 1008 (policy violation) and the wait in the reason; such
+    servers usually answer the client with a bare HTTP 403, as for any refused handshake.
+    """
+    denial = isinstance(response, Response)
+    if denial and "websocket.http.response" in (websocket.scope.get("extensions") or {}):
+        await websocket.send_denial_response(response)
+        return
+    # (An on_unavailable hook may have answered with something else than a Response.)
+    retry_after = response.headers.get("retry-after", "1") if denial else "1"
+    reason = f"rate limited; retry after {retry_after} s"
+    await websocket.close(code=POLICY_VIOLATION, reason=reason)
+
+
 class FluxMiddleware:
-    """ASGI middleware applying a default limit, or per-path limits, to every HTTP request.
+    """ASGI middleware applying a default limit, or per-path limits, to every HTTP request
+    and every websocket connection attempt.
 
     Takes the arguments of :class:`flux.middleware.GlobalLimits`. Denied requests get the
     same JSON 429 as decorated endpoints; allowed ones get the headers (unless a decorated
-    endpoint already wrote them, including this middleware's limit).
+    endpoint already wrote them, including this middleware's limit). A denied websocket
+    handshake is refused before ``accept`` (see :func:`refuse`); an allowed one proceeds
+    untouched.
     """
 
     def __init__(self, app: ASGIApp, **options: Any) -> None:
@@ -261,9 +350,12 @@ class FluxMiddleware:
         self.limits = GlobalLimits(**options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Check HTTP requests; pass everything else (websocket, lifespan) through."""
+        """Check HTTP requests and websocket handshakes; pass everything else through."""
         if scope["type"] != "http":
-            await self.app(scope, receive, send)
+            if scope["type"] == "websocket":
+                await self._websocket(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         request = Request(scope)
         check = await self.limits.acheck(INTEGRATION, request, _endpoint_of(scope))
@@ -298,6 +390,15 @@ class FluxMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Count a connection attempt; refuse it before ``accept`` when denied."""
+        socket = WebSocket(scope, receive, send)
+        check = await self.limits.acheck(INTEGRATION, socket, _endpoint_of(scope))
+        if check is not None and check.denied:
+            await refuse(socket, check.deny(INTEGRATION))
+            return
+        await self.app(scope, receive, send)
 
 
 def _endpoint_of(scope: Scope) -> Any:
