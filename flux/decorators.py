@@ -138,7 +138,7 @@ class RateLimit:
             self.limits = named_rates(name, limit, burst=burst, policy=policy, config=config)
         else:
             self.limits = limits_for(
-                limit if limit is not None else name,
+                limit if isinstance(limit, str) else name,
                 requests=requests,
                 period=period,
                 burst=burst,

@@ -95,11 +95,9 @@ class GlobalLimits:
     ) -> None:
         """Build every limit now (a bad preset name is a ConfigError here, not per request)."""
         self._on_unavailable = on_unavailable
-        self._policies = {
-            "exempt_when": exempt_when,
-            "deduct_when": deduct_when,
-            "on_limited": on_limited,
-        }
+        self._exempt_when = exempt_when
+        self._deduct_when = deduct_when
+        self._on_limited = on_limited
         #: Whether a response is needed after the view (to give hits back).
         self.settles = deduct_when is not None
         self.config = config if config is not None else get_config()
@@ -143,7 +141,9 @@ class GlobalLimits:
                     identify=self._identify,
                     cost=self._cost,
                     on_unavailable=self._on_unavailable,
-                    **self._policies,
+                    exempt_when=self._exempt_when,
+                    deduct_when=self._deduct_when,
+                    on_limited=self._on_limited,
                 )
             )
         return rules

@@ -25,7 +25,9 @@ from flux.rates import Rate, is_rate_string, parse_rates
         ("3/hr", [(3, 3600)]),
     ],
 )
-def test_rate_strings_read_as_requests_per_period(text: str, rates: list[tuple[int, float]]) -> None:
+def test_rate_strings_read_as_requests_per_period(
+    text: str, rates: list[tuple[int, float]]
+) -> None:
     assert parse_rates(text) == tuple(Rate(r, p) for r, p in rates)
     assert is_rate_string(text)
 
@@ -76,7 +78,7 @@ def test_flux_toml_limit_strings(tmp_path: Path) -> None:
     declared = rate_limit("search", config=config)
     assert [limit.name for limit in declared.limits] == ["search", "search[1000/86400s]"]
     path.write_text('[rate_limit]\nlimit = "10/fortnight"\n', encoding="utf-8")
-    with pytest.raises(ConfigError, match="rate_limit.limit"):
+    with pytest.raises(ConfigError, match=r"rate_limit\.limit"):
         load_config(path)
 
 

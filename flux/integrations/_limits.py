@@ -20,7 +20,7 @@ from time import perf_counter
 from typing import Any, NamedTuple, Union
 
 from flux import _flux
-from flux.config import FluxConfig, RateLimitPolicy, get_config
+from flux.config import FluxConfig, LimitConfig, RateLimitPolicy, get_config
 from flux.exceptions import RateLimitExceeded
 from flux.headers import (
     RETRY_AFTER,
@@ -257,6 +257,7 @@ def limits_for(
             Limit(requests=r.requests, period=r.period, burst=burst, policy=policy, config=config)
             for r in rates
         )
+    base: LimitConfig | None
     if spec is None:
         base = config.rate_limit
         first = Limit(requests=requests, period=period, burst=burst, policy=policy, config=config)
