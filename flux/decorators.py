@@ -24,6 +24,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
+from flux._policy_wrappers import policy_wrapper
 from flux._wait import Deadline
 from flux._wait_calls import waiting_wrapper
 from flux.config import FluxConfig, RateLimitPolicy, get_config
@@ -52,7 +53,6 @@ from flux.integrations._policies import (
     alimited,
     asettle,
     check_callable,
-    is_exempt,
     limited,
     settle,
 )
@@ -374,31 +374,6 @@ def _rules(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> list[Ru
     return rules
 
 
-def _select(
-    sources: list[Rule | Chooser],
-    integration: Any,
-    request: Any,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> list[Rule]:
-    """The rules that apply to this call: limits chosen now, exempt requests left out."""
-    chosen: list[Rule] = []
-    for source in sources:
-        rules = (
-            source.rules(integration, request, args, kwargs)
-            if isinstance(source, Chooser)
-            else (source,)
-        )
-        for rule in rules:
-            if (
-                not rule.has_policies
-                or request is None
-                or not is_exempt(rule, integration, request)
-            ):
-                chosen.append(rule)
-    return chosen
-
-
 class _Params:
     """Where FastAPI injects the request and sub-response, when the wrapper asked it to."""
 
@@ -477,7 +452,11 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
 
     # The two wrappers differ only in awaiting; they run on every request, so each is written
     # out in full rather than through shared helpers (a Python call costs ~0.1 µs here).
-    if inspect.iscoroutinefunction(func):
+    if policies:
+        wrapper: Callable[..., Any] = policy_wrapper(
+            func, sources, static, locate, endpoint, headers_on_success
+        )
+    elif inspect.iscoroutinefunction(func):
         if lane is not None and lane.limit.awaitable:
             lane = None  # a Redis round trip: awaited through aevaluate, never inline
 
@@ -506,16 +485,7 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                     return response
                 check: Check | Unavailable = Check(rules, [identity], [result], state, (cost,))
             else:
-                try:
-                    now = (
-                        _select(sources, integration, request, args, kwargs) if policies else rules
-                    )
-                except BadCost as error:
-                    evaluated: Check | Unavailable | None = unavailable(
-                        static, integration, request, error
-                    )
-                else:
-                    evaluated = await aevaluate(now, integration, request, args, kwargs, endpoint)
+                evaluated = await aevaluate(rules, integration, request, args, kwargs, endpoint)
                 if evaluated is None:
                     return await func(*args, **kwargs)
                 check = evaluated
@@ -531,14 +501,15 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                     return await alimited(check, integration, request)
                 return check.deny(integration)
             response = await func(*args, **kwargs)
-            if isinstance(check, Check) and (policies or check.state is not None):
+            if check.state is not None and isinstance(check, Check):
+                # A middleware's rule counted here may give its hit back (its deduct_when).
                 response = await asettle(check, integration, response)
             if headers_on_success:
                 items = check.header_items(integration.raw_headers)
                 return integration.add_header_items(request, response, items, sub)
             return response
 
-        wrapper: Callable[..., Any] = async_wrapper
+        wrapper = async_wrapper
     else:
 
         @functools.wraps(func)
@@ -566,16 +537,7 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                     return response
                 check: Check | Unavailable = Check(rules, [identity], [result], state, (cost,))
             else:
-                try:
-                    now = (
-                        _select(sources, integration, request, args, kwargs) if policies else rules
-                    )
-                except BadCost as error:
-                    found: Check | Unavailable | None = unavailable(
-                        static, integration, request, error
-                    )
-                else:
-                    found = evaluate(now, integration, request, args, kwargs, endpoint)
+                found = evaluate(rules, integration, request, args, kwargs, endpoint)
                 if found is None:
                     return func(*args, **kwargs)
                 check = found
@@ -591,7 +553,8 @@ def _wrap(func: Callable[..., Any], declared: tuple[RateLimit, ...]) -> Callable
                     return limited(check, integration, request)
                 return check.deny(integration)
             response = func(*args, **kwargs)
-            if isinstance(check, Check) and (policies or check.state is not None):
+            if check.state is not None and isinstance(check, Check):
+                # A middleware's rule counted here may give its hit back (its deduct_when).
                 response = settle(check, integration, response)
             if headers_on_success:
                 items = check.header_items(integration.raw_headers)

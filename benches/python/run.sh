@@ -107,4 +107,6 @@ bench bench_redis.py
 echo
 bench bench_decorators.py
 echo
+bench bench_policies.py
+echo
 echo "Python benchmarks took $((SECONDS - started)) s in all"

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flux.integrations._limits import BadCost, Rule, limits_for
+from flux.integrations._policies import exempt_addresses
 from flux.rates import is_rate_string
 
 if TYPE_CHECKING:
@@ -51,8 +52,13 @@ class Chooser:
         self.choose: LimitChoice = declaration.choose
         self.bucket = bucket
         self.label = label
-        self._rules: dict[str, list[Rule]] = {}
+        #: Rules of every answer seen so far (read on every request: see ``resolve``).
+        self.known: dict[str, list[Rule]] = {}
         self._lock = threading.Lock()
+        # The same for every answer: exemptions belong to the declaration and its config.
+        self.may_exempt = declaration.exempt_when is not None or (
+            exempt_addresses(declaration.config) is not None
+        )
 
     def rules(
         self,
@@ -63,22 +69,23 @@ class Chooser:
     ) -> list[Rule]:
         """The rules this call is limited by (``[]``: not limited)."""
         spec = self.choose(request) if integration is not None else self.choose(*args, **kwargs)
+        found = self.known.get(spec) if type(spec) is str else None
+        return found if found is not None else self.resolve(spec)
+
+    def resolve(self, spec: Any) -> list[Rule]:
+        """The rules of answer ``spec``, built on first sight (``[]`` for None)."""
         if spec is None:
             return []
-        found = self._rules.get(spec) if isinstance(spec, str) else None
-        return found if found is not None else self._build(spec)
-
-    def _build(self, spec: Any) -> list[Rule]:
         where = f"the limit callable of {self.bucket!r}"
         if not isinstance(spec, str):
             raise BadLimit(
                 f"{where} returned {spec!r}: expected a rate string, a preset name or None"
             )
         with self._lock:
-            known = self._rules.get(spec)
+            known = self.known.get(spec)
             if known is not None:
                 return known
-            if len(self._rules) >= MAX_CHOICES:
+            if len(self.known) >= MAX_CHOICES:
                 raise BadLimit(
                     f"{where} gave more than {MAX_CHOICES} distinct limits: return a tier "
                     "(a preset or a rate string), and let the key tell clients apart"
@@ -101,5 +108,5 @@ class Chooser:
                 else:
                     bucket = label = limit.name or spec
                 rules.append(declaration.rule(limit, bucket=bucket, label=label))
-            self._rules[spec] = rules
+            self.known[spec] = rules
             return rules

@@ -414,6 +414,8 @@ class Rule:
         self.deduct_when = check_callable(deduct_when, "deduct_when")
         self.on_limited = check_callable(on_limited, "on_limited")
         self.exempt_addresses = exempt_addresses(limit.config)
+        # Whether a request may be left alone by this rule (asked on every request).
+        self.may_exempt = exempt_when is not None or self.exempt_addresses is not None
         # Whether a request needs more than one hit and the headers (the short lane).
         self.has_policies = any(
             p is not None for p in (exempt_when, deduct_when, on_limited, self.exempt_addresses)
