@@ -218,7 +218,10 @@ class Area:
             return set(), None
         (count,) = _ABSORBED_COUNT.unpack_from(raw, 0)
         end = _ABSORBED_COUNT.size + count * _ABSORBED.size
-        absorbed = {_ABSORBED.unpack_from(raw, _ABSORBED_COUNT.size + i * _ABSORBED.size) for i in range(count)}
+        absorbed = {
+            _ABSORBED.unpack_from(raw, _ABSORBED_COUNT.size + i * _ABSORBED.size)
+            for i in range(count)
+        }
         payload = raw[end:]
         return absorbed, payload or None
 
@@ -301,10 +304,8 @@ def _create(path: Path) -> None:
     try:
         os.ftruncate(fd, FILE_BYTES)
         os.pwrite(fd, _FILE_HEAD.pack(MAGIC, VERSION, SLOTS, RECORD_BYTES, COPY_BYTES), 0)
-        try:
+        with contextlib.suppress(FileExistsError):  # another process linked its own first
             os.link(temp, path)
-        except FileExistsError:
-            pass
     finally:
         os.close(fd)
         with contextlib.suppress(OSError):

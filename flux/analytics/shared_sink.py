@@ -294,15 +294,19 @@ class SharedSink:
         self._total, self._info = Aggregate(), {}
         self._owner = self._slot = None
 
+    def _reader(self) -> SharedReader:
+        try:
+            return SharedReader(self.path, area=process_area(self.path))
+        except OSError:  # the file cannot be made: the reader reports why, as store_up=0
+            return SharedReader(self.path)
+
     def snapshot(self) -> Snapshot:
         """The sum over every process of the region (this one as last published)."""
-        return SharedReader(self.path, area=process_area(self.path)).snapshot()
+        return self._reader().snapshot()
 
     def blocked_count(self, identity: str, limit: str | None = None) -> dict[str, float]:
         """Blocked count of ``identity`` per limit, summed over every process."""
-        return SharedReader(self.path, area=process_area(self.path)).blocked_count(
-            identity, limit
-        )
+        return self._reader().blocked_count(identity, limit)
 
     def close(self) -> None:
         """Nothing to release: the record stays, and is folded once this process is gone."""

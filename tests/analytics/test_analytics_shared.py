@@ -98,9 +98,7 @@ def _totals(region: Path) -> tuple[float, float, int | None]:
     return counts.allowed, counts.blocked, snapshot.workers
 
 
-def test_the_records_of_every_process_are_summed(
-    region: Path, publishers: list[Publisher]
-) -> None:
+def test_the_records_of_every_process_are_summed(region: Path, publishers: list[Publisher]) -> None:
     for allowed, blocked in ((5, 1), (7, 2), (11, 3)):
         publishers.append(Publisher(region, allowed, blocked))
     for _ in range(3):  # any reader, any number of times

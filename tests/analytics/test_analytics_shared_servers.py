@@ -232,7 +232,9 @@ def test_gunicorn_workers_are_summed_and_a_killed_one_is_kept(tmp_path: Path, st
         # In-process stats() of a worker would say the same; the JSON of one limit too.
         text = server.analytics("/stats/api")
         assert text is not None
-        assert json.loads(text)["totals"]["total"] == allowed + more_allowed + blocked + more_blocked
+        assert (
+            json.loads(text)["totals"]["total"] == allowed + more_allowed + blocked + more_blocked
+        )
     finally:
         log = server.stop()
     assert "Traceback" not in log, log
