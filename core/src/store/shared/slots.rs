@@ -146,10 +146,12 @@ enum Found {
     Wait,
 }
 
-/// Slot indices of a bucket in probe order, starting at `start`.
+/// Slot indices of a bucket in probe order, starting at `start`: `start..len` then `0..start`
+/// (the same order as `(start + i) % len`, without a division per slot).
 #[inline]
 fn probe(len: usize, start: usize) -> impl Iterator<Item = usize> {
-    (0..len).map(move |i| (start + i) % len)
+    let start = if start < len { start } else { start % len };
+    (start..len).chain(0..start)
 }
 
 fn is_stale<S: SlotCell>(slot: &S, now: u64, waited: u32, patience: u32) -> bool {
