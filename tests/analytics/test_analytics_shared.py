@@ -262,3 +262,37 @@ def test_prometheus_text_stays_valid_with_the_shared_source(region: Path) -> Non
     assert families["flux_analytics_workers"].samples[0].value == 1
     decisions = {s.labels["decision"]: s.value for s in families["flux_decisions"].samples}
     assert decisions == {"allowed": 1, "blocked": 0}
+
+
+def test_flux_serve_reads_the_region_named_in_flux_toml(
+    region: Path, publishers: list[Publisher], tmp_path: Path
+) -> None:
+    from analytics_support import free_port
+    from http_server import wait_until_answers
+
+    publishers.append(Publisher(region, 4, 2))
+    port = free_port()
+    toml = tmp_path / "flux.toml"
+    toml.write_text(f'[flux]\nstorage = "shared"\n\n[shared]\npath = "{region}"\n')
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flux", "serve", "-c", str(toml), "--port", str(port)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/metrics.json"
+        wait_until_answers(url, process, timeout=20)
+        import httpx
+
+        document = httpx.get(url, timeout=5).json()
+        assert document["source"] == "shared"
+        assert (document["totals"]["allowed"], document["totals"]["blocked"]) == (4, 2)
+        assert document["store"]["workers"] == 1
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
