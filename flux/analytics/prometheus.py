@@ -9,7 +9,8 @@ Metrics (counts are estimates scaled back from sampled events, so they may be fr
 - ``flux_decision_latency_seconds{limit, endpoint}`` (histogram): time to decide
 - ``flux_limit{limit, endpoint}`` (gauge): the limit's capacity, as last reported
 - ``flux_store_up{source}`` (gauge): 1 when the analytics store answers
-- ``flux_analytics_workers`` (gauge): processes that reported in the last 30 s (Redis)
+- ``flux_analytics_workers`` (gauge): processes that reported in the last 30 s (Redis), or
+  alive with a record (shared region)
 - ``flux_analytics_stream_length`` (gauge): entries in the Redis event stream
 - ``flux_analytics_dropped_events_total`` (counter): events lost to a failing sink
 - ``flux_breaker_state{state}`` (gauge): workers whose Redis circuit breaker is in ``state``
@@ -140,7 +141,8 @@ def render(snapshot: Snapshot) -> str:
         out += _family(
             "flux_analytics_workers",
             "gauge",
-            "Processes that reported analytics in the last 30 seconds.",
+            "Processes whose analytics are summed here: alive on a shared region, or "
+            "reported in the last 30 seconds to Redis.",
             [f"flux_analytics_workers {snapshot.workers}"],
         )
     if snapshot.stream_length is not None:
