@@ -27,7 +27,11 @@ def _decide(query: str) -> tuple[int, bytes]:
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    """WSGI: count a hit for ?client=<n>; answer 200 or 429 with the worker's pid."""
+    """WSGI: count a hit for ?client=<n>; answer 200 or 429 with the worker's pid
+    (``/healthz`` counts nothing: the tests wait on it, perhaps asking more than once)."""
+    if environ.get("PATH_INFO") == "/healthz":
+        start_response("200 OK", [("Content-Length", "0")])
+        return [b""]
     status, body = _decide(environ.get("QUERY_STRING", ""))
     start_response(
         "200 OK" if status == 200 else "429 Too Many Requests",
@@ -38,6 +42,10 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
 
 async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """ASGI: the same."""
+    if scope.get("path") == "/healthz":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
     status, body = _decide(scope.get("query_string", b"").decode())
     headers = [(b"content-type", b"application/json")]
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -48,7 +48,7 @@ class Server:
             [sys.executable, *argv], cwd=tmp_path, env=env, stdout=self.log, stderr=self.log
         )
         try:
-            wait_until_answers(f"http://127.0.0.1:{self.port}/?client=boot", self.process)
+            wait_until_answers(f"http://127.0.0.1:{self.port}/healthz", self.process)
         except BaseException:
             self.stop()
             raise
@@ -204,7 +204,6 @@ def test_gunicorn_workers_are_summed_and_a_killed_one_is_kept(tmp_path: Path, st
         assert len(pids) >= 2, "gunicorn gave every request to one worker"
         allowed, blocked = _counts(answers)
         assert allowed == 6 * 5  # one limit for the whole server: the workers share it
-        allowed += 1  # the boot request (client "boot")
         sums = server.wait_for(allowed, blocked)
         _assert_sums(server, allowed, blocked)
         assert sums["flux_analytics_workers"] >= len(pids)
@@ -249,7 +248,6 @@ def test_uvicorn_workers_are_summed(tmp_path: Path) -> None:
         assert {answer["storage"] for answer in answers} == {"shared"}
         allowed, blocked = _counts(answers)
         assert allowed == 4 * 5
-        allowed += 1  # the boot request
         server.wait_for(allowed, blocked)
         _assert_sums(server, allowed, blocked)
     finally:
