@@ -258,12 +258,16 @@ class Area:
         """The slot of ``owner``: the one it already has, else a free one (after folding the
         records of dead processes into slot 0). ``None`` when every slot is taken."""
         with self._locked(True):
+            absorbed, _ = self._retired()
             for slot in range(1, SLOTS):
-                if self.owner(slot) == owner:
+                if self.owner(slot) == owner and (slot, *owner) not in absorbed:
                     return slot
             self._fold_locked(merge)
+            absorbed, _ = self._retired()
             for slot in range(1, SLOTS):
-                if self.owner(slot) == (0, 0):
+                # Not a slot whose absorbed entry names this very owner (it was folded while
+                # alive, by a process that could not see it): readers would skip the record.
+                if self.owner(slot) == (0, 0) and (slot, *owner) not in absorbed:
                     self._set_owner(slot, owner)
                     return slot
         return None

@@ -220,8 +220,9 @@ class SharedSink:
             # A forked child: the parent's totals stay the parent's.
             self._total, self._info = Aggregate(), {}
         elif slot is not None:
-            # Our slot was folded as if we were gone (our start time could not be read):
-            # what we published is in the retired totals now; go on from zero in a new slot.
+            # Our slot was folded as if we were gone (a process that cannot see us: another
+            # pid namespace sharing the file): what we published is in the retired totals
+            # now; go on from zero in a new slot, so nothing is counted twice.
             self._total = Aggregate()
         slot = area.claim(owner, merge_payloads)
         if slot is None:
@@ -245,8 +246,14 @@ class SharedSink:
         self._owner, self._slot = owner, slot
         return area, slot
 
-    def _publish(self) -> None:
+    def _publish(self, batch: Aggregate | None = None) -> None:
+        # Attach first: should our record have been folded meanwhile, the totals restart from
+        # zero there, and this batch must be counted after that, not lost with them.
         attached = self._attach()
+        if batch is not None:
+            self._total.merge(batch)
+            self._total.prune(PUBLISHED_TOP)
+            self._total.forget_before(int(time.time()) - _SECONDS_KEPT)
         if attached is None:
             return
         area, slot = attached
@@ -271,14 +278,9 @@ class SharedSink:
     ) -> None:
         """Add the batch to this process's totals and publish them."""
         with self._lock:
-            if self._owner is not None and self._owner[0] != os.getpid():
-                self._total, self._info, self._owner = Aggregate(), {}, None
-            self._total.merge(aggregate)
-            self._total.prune(PUBLISHED_TOP)
-            self._total.forget_before(int(time.time()) - _SECONDS_KEPT)
             if status is not None:
                 self._info = dict(status)
-            self._publish()
+            self._publish(aggregate)
 
     def heartbeat(self, info: dict[str, Any]) -> None:
         """Publish this process's status (dropped events, breaker state) once it has a record,

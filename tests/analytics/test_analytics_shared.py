@@ -296,3 +296,25 @@ def test_flux_serve_reads_the_region_named_in_flux_toml(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def test_a_live_record_folded_by_a_process_that_cannot_see_it_counts_once(region: Path) -> None:
+    # Another pid namespace sharing the file cannot see this process, takes it for gone and
+    # folds its record: the process notices, starts a new record from zero, keeps its batch.
+    sink = SharedSink(region)
+    three = [(time.time(), "api", "/x", True, -1.0, None, None)] * 3
+    sink.write(three, fold(three), 1.0)
+    area = open_area(area_path(region), create=True)
+    assert area is not None
+    try:
+        slot = next(s for s in range(1, SLOTS) if area.owner(s) == area_module.me())
+        published = area.read(slot)
+        assert published is not None
+        area._write_retired({(slot, *area_module.me())}, merge_payloads(None, [published]))
+        area._set_owner(slot, (0, 0))
+    finally:
+        area.close()
+    assert _totals(region)[:2] == (3, 0)
+    two = [(time.time(), "api", "/x", True, -1.0, None, None)] * 2
+    sink.write(two, fold(two), 1.0)
+    assert _totals(region)[:2] == (5, 0)
