@@ -44,6 +44,7 @@ __all__ = [
     "Server",
     "cannot_share",
     "detect",
+    "opened_region",
     "server_region",
     "several_workers",
     "warn_if_several_workers",
@@ -55,6 +56,9 @@ SERVERS = ("gunicorn", "uvicorn", "hypercorn", "granian", "uwsgi")
 
 # The default_shared_path name of an automatic region: "auto-<server>-<pid>-<start>".
 _AUTO = "auto"
+# The suffix of a region's analytics file (flux.analytics.area.SUFFIX; that module imports
+# this one).
+_ANALYTICS_SUFFIX = ".analytics"
 
 _lock = threading.Lock()
 _region: _flux.SharedRegion | None = None
@@ -161,7 +165,9 @@ def _remove_stale(directory: Path) -> None:
     for entry in entries:
         if not entry.name.startswith(prefix):
             continue
-        parts = entry.name[len(prefix) :].rsplit("-", 2)
+        # A region's analytics file (flux.analytics.area) goes with its region.
+        name = entry.name.removesuffix(_ANALYTICS_SUFFIX)
+        parts = name[len(prefix) :].rsplit("-", 2)
         if len(parts) != 3 or not parts[1].isdigit():
             continue
         if _started(int(parts[1])) != parts[2]:
@@ -200,6 +206,11 @@ def server_region() -> _flux.SharedRegion | None:
             return None
         _region, _region_for = region, server
         return region
+
+
+def opened_region() -> _flux.SharedRegion | None:
+    """The server's region if this process has opened it (for ``/metrics``), else ``None``."""
+    return _region
 
 
 def cannot_share(policy: str, reason: Exception) -> None:

@@ -3,7 +3,8 @@
 Reads the analytics server's ``/metrics.json`` (``http://127.0.0.1:<port>``; the port comes
 from ``--port``, ``$FLUX_MONITOR_PORT`` as flux-limiter had it, or ``[analytics] port``), or
 Redis directly with ``--redis URL`` (no server needed). Without ``--redis``, when no server
-answers and flux.toml names a Redis store, it reads that Redis instead.
+answers and flux.toml names a Redis store, it reads that Redis instead; when it names a shared
+region (``storage = "shared"``), the analytics its processes publish beside the region.
 
 Shows totals and rates (decisions per second, computed between refreshes), a table per limit
 and endpoint (allowed, blocked, block rate, limit, latency), the most blocked identities and
@@ -31,7 +32,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["Frame", "HttpSource", "RedisSource", "main", "render"]
+__all__ = ["Frame", "HttpSource", "RedisSource", "SharedSource", "main", "render"]
 
 PORT_ENV = "FLUX_MONITOR_PORT"
 DEFAULT_HOST = "127.0.0.1"
@@ -92,6 +93,32 @@ class RedisSource:
     def close(self) -> None:
         """Close the Redis connections."""
         self.reader.client.close()
+
+
+class SharedSource:
+    """The analytics file of a shared-memory region (every process of the region)."""
+
+    def __init__(self, region: str | os.PathLike[str]) -> None:
+        """Read the analytics published beside the region file ``region``."""
+        from flux.analytics.area import area_path
+        from flux.analytics.shared_sink import SharedReader
+
+        self.reader = SharedReader(area_path(region))
+        self.label = f"shared region {os.fspath(region)}"
+
+    def __call__(self) -> dict[str, Any]:
+        """Read one document; raises :class:`Unreachable`."""
+        from flux.analytics.aggregate import snapshot_to_json
+
+        snapshot = self.reader.snapshot(top=TOP_ROWS)
+        if snapshot.store_up is False:
+            raise Unreachable(f"{self.label}: {snapshot.info.get('error', 'unreadable')}")
+        if snapshot.workers == 0 and not snapshot.aggregate.counts:
+            raise Unreachable(f"{self.label}: nothing recorded there yet")
+        return snapshot_to_json(snapshot, top=TOP_ROWS)
+
+    def close(self) -> None:
+        """Nothing to release (the file is opened per read)."""
 
 
 @dataclass
@@ -185,7 +212,7 @@ def _header(frame: Frame, live: bool) -> Panel:
         status = Text(f"unreachable since {since}: {frame.error} (retrying)", style="bold red")
     else:
         generated = document.get("generated_at", time.time())
-        where = "all workers" if document.get("source") == "redis" else "one process"
+        where = "all workers" if document.get("source") in ("redis", "shared") else "one process"
         status = Text.assemble(
             ("● live ", "bold green"),
             f"{frame.source} · {where} · {time.strftime('%H:%M:%S', time.localtime(generated))}",
@@ -306,7 +333,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def _candidates(args: argparse.Namespace) -> list[Callable[[], Any]]:
     """Sources to try, in order (built lazily: a Redis client only when it is tried)."""
-    from flux.config import STORAGE_REDIS, load_config
+    from flux.config import STORAGE_REDIS, STORAGE_SHARED, load_config
 
     config = load_config(args.config)
     stream = config.analytics.stream
@@ -323,6 +350,11 @@ def _candidates(args: argparse.Namespace) -> list[Callable[[], Any]]:
         url = config.redis.connection_url()
         cluster = bool(config.redis.cluster)
         candidates.append(lambda: RedisSource(url, stream, cluster=cluster))
+    if args.port is None and config.storage == STORAGE_SHARED:
+        from flux._shared import region_path
+
+        path = region_path(config)
+        candidates.append(lambda: SharedSource(path))
     return candidates
 
 

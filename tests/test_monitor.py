@@ -126,6 +126,28 @@ def test_reads_redis_directly_and_falls_back_to_it(
     assert "decisions 7" in capsys.readouterr().out
 
 
+def test_falls_back_to_the_shared_region_named_in_flux_toml(
+    wide: None, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flux.config import FluxConfig, SharedConfig
+
+    region = tmp_path / "region"
+    config = FluxConfig(storage="shared", shared=SharedConfig(path=str(region)))
+    analytics.configure(config, enabled=True, serve=False)
+    for _ in range(5):
+        analytics.record("api", "/v1", RateLimitResult(False, limit=2), 1e-4, "user:7")
+    analytics.flush()
+    monkeypatch.chdir(tmp_path)
+    # No server answers, but flux.toml names the region: the monitor reads its analytics file.
+    (tmp_path / "flux.toml").write_text(
+        f'[flux]\nstorage = "shared"\n\n[shared]\npath = "{region}"\n\n'
+        f"[analytics]\nport = {free_port()}\n"
+    )
+    assert monitor.main(["--once"]) == 0
+    out = capsys.readouterr().out
+    assert "decisions 5" in out and "user:7" in out and "all workers" in out
+
+
 def _capture(socket_name: str) -> str:
     assert TMUX is not None
     return subprocess.run(

@@ -8,6 +8,9 @@ buffered in the process and flushed by a background thread:
 - with the Redis store, to a Redis stream (``XADD <stream> MAXLEN ~ <retention>``) plus
   aggregated counters, per-identity blocked counts and a latency histogram, shared by every
   process (see :mod:`flux.analytics.sinks` for the keys);
+- with the shared-memory store (``storage = "shared"``, or a pre-fork server's own region), to
+  this process's record in a file beside the region, which readers sum over every process of
+  the region (see :mod:`flux.analytics.shared_sink`);
 - with the embedded store, to an in-process aggregator.
 
 The analytics server (``/metrics`` for Prometheus, ``/metrics.json``, ``/stats/<limit>`` and an

@@ -208,7 +208,8 @@ function render(data) {
   const up = data.store.up !== false;
   status.className = up ? "live" : "down";
   status.dataset.state = up ? "live" : "down";
-  const where = data.source === "redis" ? "Redis (all workers)" : "this process";
+  const where = data.source === "redis" ? "Redis (all workers)"
+    : data.source === "shared" ? "shared region (all workers)" : "this process";
   $("status-text").textContent = (up ? "live · " : "store unreachable · ") + where +
     " · updated " + new Date(data.generated_at * 1000).toLocaleTimeString("en-GB");
 }

@@ -9,21 +9,24 @@ Metrics (counts are estimates scaled back from sampled events, so they may be fr
 - ``flux_decision_latency_seconds{limit, endpoint}`` (histogram): time to decide
 - ``flux_limit{limit, endpoint}`` (gauge): the limit's capacity, as last reported
 - ``flux_store_up{source}`` (gauge): 1 when the analytics store answers
-- ``flux_analytics_workers`` (gauge): processes that reported in the last 30 s (Redis)
+- ``flux_analytics_workers`` (gauge): processes that reported in the last 30 s (Redis), or
+  alive with a record (shared region)
 - ``flux_analytics_stream_length`` (gauge): entries in the Redis event stream
 - ``flux_analytics_dropped_events_total`` (counter): events lost to a failing sink
 - ``flux_breaker_state{state}`` (gauge): workers whose Redis circuit breaker is in ``state``
 - ``flux_shared_slots{path}``, ``flux_shared_keys{path, state="live"|"pending"}`` (gauges) and
   ``flux_shared_evictions_total{path}`` (counter): each shared-memory region this process has
-  open (``storage = "shared"``), as every process using it sees it
+  open (``storage = "shared"``, or the pre-fork server's own region), as every process using
+  it sees it (read from the region, not summed over workers)
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
-from flux import _shared
+from flux import _prefork, _shared
 from flux.analytics.aggregate import LATENCY_BUCKETS, Snapshot
 
 __all__ = ["CONTENT_TYPE", "render"]
@@ -63,6 +66,17 @@ def _family(name: str, kind: str, help_text: str, samples: Iterable[str]) -> lis
     if not lines:
         return []
     return [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *lines]
+
+
+def _region_stats() -> list[dict[str, Any]]:
+    """The stats of every region this process has open: ``[shared]``'s and the pre-fork
+    server's (once each). They are read from the region's header, which every process shares,
+    so they are already the region's totals: never summed over workers."""
+    regions = list(_shared.open_regions())
+    automatic = _prefork.opened_region()
+    if automatic is not None and all(r.path != automatic.path for r in regions):
+        regions.append(automatic)
+    return [region.stats() for region in regions]
 
 
 def render(snapshot: Snapshot) -> str:
@@ -127,7 +141,8 @@ def render(snapshot: Snapshot) -> str:
         out += _family(
             "flux_analytics_workers",
             "gauge",
-            "Processes that reported analytics in the last 30 seconds.",
+            "Processes whose analytics are summed here: alive on a shared region, or "
+            "reported in the last 30 seconds to Redis.",
             [f"flux_analytics_workers {snapshot.workers}"],
         )
     if snapshot.stream_length is not None:
@@ -152,7 +167,7 @@ def render(snapshot: Snapshot) -> str:
             for state, count in sorted(snapshot.breakers.items())
         ),
     )
-    regions = [region.stats() for region in _shared.open_regions()]
+    regions = _region_stats()
     out += _family(
         "flux_shared_slots",
         "gauge",

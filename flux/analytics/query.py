@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from flux._shared import region_path
 from flux.analytics.aggregate import Aggregate, Snapshot
+from flux.analytics.area import area_path
 from flux.analytics.recorder import _LiveSource, current
 from flux.analytics.server import Source, stats_document
+from flux.analytics.shared_sink import SharedReader
 from flux.analytics.sinks import MemorySink, RedisReader, redis_client
-from flux.config import STORAGE_REDIS, FluxConfig, get_config
+from flux.config import STORAGE_REDIS, STORAGE_SHARED, FluxConfig, get_config
 
 __all__ = ["snapshot", "stats"]
 
@@ -32,14 +35,17 @@ def _source(config: FluxConfig | None) -> tuple[Source, Any]:
     if config.storage == STORAGE_REDIS:
         client = redis_client(config.redis.connection_url(), cluster=bool(config.redis.cluster))
         return RedisReader(client, config.analytics.stream), client
+    if config.storage == STORAGE_SHARED:
+        return SharedReader(area_path(region_path(config))), None
     if recorder is not None and isinstance(recorder.sink, MemorySink):
         return _LiveSource(recorder), None
     return _Empty(), None
 
 
 def snapshot(config: FluxConfig | None = None) -> Snapshot:
-    """Everything recorded so far: this process's recorder (its pending events flushed first),
-    or, with ``config`` naming a Redis store, the totals of every worker sharing it."""
+    """Everything recorded so far: this process's recorder (its pending events flushed first;
+    on a shared region, summed with every other process of the region), or, with ``config``
+    naming a Redis or shared store, the totals of every process using it."""
     source, client = _source(config)
     try:
         return source.snapshot()

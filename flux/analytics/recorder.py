@@ -23,13 +23,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from flux import _prefork
+from flux._shared import region_path
 from flux.analytics import hooks as _hooks_module
 from flux.analytics.aggregate import RawEvent, Snapshot, fold
 from flux.analytics.hooks import ALLOW, BLOCK, ERROR, Event, dispatch
+from flux.analytics.shared_sink import SharedSink
 from flux.analytics.sinks import MemorySink, RedisReader, RedisSink, Sink, redis_client
-from flux.config import STORAGE_REDIS, FluxConfig, get_config
+from flux.config import STORAGE_MEMORY, STORAGE_REDIS, STORAGE_SHARED, FluxConfig, get_config
 
 __all__ = [
     "BUFFER_SIZE",
@@ -104,6 +108,7 @@ class Recorder:
                 self.flush()
             except Exception:  # pragma: no cover - flush() already guards the sink
                 logger.exception("flux analytics: flush failed")
+            _serve_again()
 
     def stop(self, timeout: float = 2.0) -> None:
         """Stop the flusher, then flush what is left (at most ``timeout`` seconds of waiting)."""
@@ -116,6 +121,9 @@ class Recorder:
 
     def after_fork(self) -> None:
         """In a forked child: a fresh buffer, lock and flusher (the parent keeps its own)."""
+        sink_after_fork = getattr(self.sink, "after_fork", None)
+        if sink_after_fork is not None:
+            sink_after_fork()  # a shared sink: the child publishes a record of its own
         self.buffer = deque(maxlen=self.buffer.maxlen)
         self._flush_lock = threading.Lock()
         self.dropped = 0.0
@@ -343,8 +351,25 @@ def _set_off() -> None:
     _publish()
 
 
+def _shared_region_path(config: FluxConfig) -> Path | None:
+    """The region whose processes this one counts with: ``[shared]``'s, or (no storage
+    configured) the region of this pre-fork server's workers, as ``RateLimiter`` chooses it."""
+    if config.storage == STORAGE_SHARED:
+        return region_path(config)
+    if (
+        config.storage == STORAGE_MEMORY
+        and not config.storage_configured
+        and config.flux.max_keys is None
+    ):
+        region = _prefork.server_region()
+        if region is not None:
+            return Path(region.path)
+    return None
+
+
 def _sink_for(config: FluxConfig) -> Sink:
-    """In-process for the embedded store; Redis (shared by every worker) for the Redis store."""
+    """In-process for the embedded store; Redis (shared by every worker) for the Redis store;
+    the region's analytics file (summed over its processes) for the shared store."""
     if config.storage == STORAGE_REDIS:
         redis = config.redis
         client = redis_client(
@@ -356,6 +381,9 @@ def _sink_for(config: FluxConfig) -> Sink:
         return RedisSink(
             client, analytics.stream, analytics.retention, hash_keys=config.flux.hash_keys
         )
+    shared = _shared_region_path(config)
+    if shared is not None:
+        return SharedSink(shared)
     return MemorySink()
 
 
@@ -380,7 +408,7 @@ class _LiveSource:
         sink = self.recorder.sink
         if isinstance(sink, RedisSink):
             return RedisReader(sink.client, sink.keys.stream).blocked_count(identity, limit)
-        if isinstance(sink, MemorySink):
+        if isinstance(sink, (MemorySink, SharedSink)):
             return sink.blocked_count(identity, limit)
         return {}  # pragma: no cover - custom sinks
 
@@ -431,12 +459,51 @@ def configure(
             from flux.analytics.server import start_background
 
             _server = start_background(_LiveSource(recorder), analytics.port)
+            if _server is None and not isinstance(recorder.sink, MemorySink):
+                _serve_later(analytics.port)
         return True
 
 
+# Summed sinks (shared, Redis) show every worker whichever serves: when another worker had the
+# port, this one binds it once that worker is gone (killed, recycled), so /metrics keeps
+# answering. The flusher thread tries every SERVE_RETRY seconds.
+SERVE_RETRY = 2.0
+_serve_port: int | None = None
+_serve_next = 0.0
+
+
+def _serve_later(port: int) -> None:
+    global _serve_port, _serve_next
+    _serve_port = port
+    _serve_next = time.monotonic() + SERVE_RETRY
+
+
+def _serve_again() -> None:
+    """Called by the flusher: bind the analytics port if it was taken and is free now."""
+    global _server, _serve_port, _serve_next
+    port = _serve_port
+    if port is None or _server is not None or time.monotonic() < _serve_next:
+        return
+    _serve_next = time.monotonic() + SERVE_RETRY
+    from flux.analytics.server import AnalyticsServer
+
+    with _lock:
+        recorder = _recorder
+        if recorder is None or _server is not None or _serve_port is None:
+            return
+        try:
+            server = AnalyticsServer(_LiveSource(recorder), port)
+        except OSError:
+            return  # still taken (the worker serving it lives on): try again later
+        server.start()
+        _server, _serve_port = server, None
+        logger.info("flux analytics: serving on %s", server.url)
+
+
 def _stop_locked(timeout: float = 2.0) -> None:
-    global _recorder, _server, _append
+    global _recorder, _server, _append, _serve_port
     _append = None  # both callers publish the new state once they are done
+    _serve_port = None
     recorder, _recorder = _recorder, None
     server, _server = _server, None
     if server is not None:
@@ -496,6 +563,8 @@ def _after_fork_in_child() -> None:
     server, _server = _server, None
     if server is not None:
         server.forget()
+        if not isinstance(getattr(_recorder, "sink", None), MemorySink):
+            _serve_later(server.server_address[1])  # serve if the parent stops serving
     recorder = _recorder
     if recorder is not None:
         recorder.after_fork()

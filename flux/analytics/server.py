@@ -12,8 +12,9 @@ Started in a daemon thread of the application when ``[analytics] enabled`` (see
 - ``/``: the self-contained HTML dashboard (refreshes itself);
 - ``/healthz``: ``ok``.
 
-With Redis, every worker's numbers are summed (the server reads the shared counters); with the
-embedded store it shows its own process only.
+With Redis, every worker's numbers are summed (the server reads the shared counters); so they are
+on the shared-memory store (every process of the region publishes its totals beside the region,
+see :mod:`flux.analytics.shared_sink`); with the embedded store it shows its own process only.
 """
 
 from __future__ import annotations
@@ -191,7 +192,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m flux serve``: serve until Ctrl-C; returns the exit status."""
-    from flux.config import STORAGE_REDIS, load_config
+    from flux.config import STORAGE_REDIS, STORAGE_SHARED, load_config
     from flux.exceptions import ConfigError
 
     args = _parser("python -m flux serve").parse_args(list(argv or []))
@@ -221,6 +222,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         source = reader
         where = f"Redis {redact_url(url)}, stream {stream}"
+    elif config.storage == STORAGE_SHARED:
+        from flux._shared import region_path
+        from flux.analytics.area import area_path
+        from flux.analytics.shared_sink import SharedReader
+
+        path = area_path(region_path(config))
+        source = SharedReader(path)
+        where = f"every process of the shared region, {path}"
     else:
         source = MemorySink()
         where = "this process only: no Redis configured, so nothing will be recorded here"

@@ -2,6 +2,8 @@
 
 - :class:`MemorySink`: an in-process aggregate (the embedded store's case). It sees only the
   decisions of its own process.
+- :class:`~flux.analytics.shared_sink.SharedSink` (its own module): the shared-memory store's
+  case, summed over every process of the region.
 - :class:`RedisSink`: a Redis stream of events (``XADD <stream> MAXLEN ~ <retention>``) plus
   aggregated counters shared by every process that writes to the same Redis, written by the
   background flusher with one pipeline per flush. :class:`RedisReader` reads the counters back,

@@ -19,7 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const MAGIC: u64 = u64::from_le_bytes(*b"FLUXSHM\0");
 
 /// Version of the header and slot layout; a region of another version is refused, never read.
-pub const LAYOUT_VERSION: u32 = 1;
+/// 2: keys are hashed alone with a per-limit seed, and buckets chosen by multiply-shift
+/// (`store.rs`, `locate`): a process of version 1 would look for keys elsewhere.
+pub const LAYOUT_VERSION: u32 = 2;
 
 /// Bytes before the first slot.
 pub const HEADER_SIZE: usize = 128;

@@ -97,20 +97,22 @@ impl SharedRegion {
             prefix: &str,
             clock: Arc<dyn Clock>,
         ) -> Result<Box<dyn Store>> {
+            let named = [
+                &[kind as u8][..],
+                &(prefix.len() as u64).to_le_bytes(),
+                prefix.as_bytes(),
+            ]
+            .concat();
+            let seed = region.region.header().seed();
+            let (key_seed, limit_tag) = limit_hash(&named, seed);
             Ok(Box::new(SharedStore {
                 codec: C::new(quota)?,
                 region: region.region.clone(),
                 clock,
-                seed: region.region.header().seed(),
                 kind,
-                named: [
-                    &[kind as u8][..],
-                    &(prefix.len() as u64).to_le_bytes(),
-                    prefix.as_bytes(),
-                ]
-                .concat()
-                .into(),
-                buckets: region.region.slot_count() / BUCKET,
+                key_seed,
+                limit_tag,
+                buckets: (region.region.slot_count() / BUCKET) as u64,
             }))
         }
         match kind {
@@ -149,12 +151,35 @@ impl SharedRegion {
 pub struct SharedClock;
 
 impl Clock for SharedClock {
+    /// `clock_gettime(CLOCK_REALTIME)` called directly (the vDSO, no system call where the
+    /// kernel's clock source allows): `SystemTime::now()` reads the same clock, then pays for a
+    /// `Result` and a 128-bit nanosecond conversion on every hit. A time before the epoch (a
+    /// badly set clock) reads as 0, as it did through `SystemTime`.
     #[inline]
     fn now(&self) -> crate::Nanos {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as crate::Nanos)
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `now` is a valid, writable timespec; CLOCK_REALTIME always exists.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut now) };
+        if rc != 0 || now.tv_sec < 0 {
+            return 0;
+        }
+        (now.tv_sec as u64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(now.tv_nsec as u64)
     }
+}
+
+/// The two per-limit constants of the key hash, from the region's secret seed and `named`
+/// (the algorithm, the prefix's length and the prefix): the seed a key is hashed with, and a
+/// word mixed into its tag. Two independent 64-bit values, so keys of two limits could only
+/// share state if both collided (about 2⁻¹²⁸ per pair of limits), besides the per-key
+/// 2⁻⁶³ chance of any two keys of one bucket.
+fn limit_hash(named: &[u8], seed: u64) -> (u64, u64) {
+    let both = xxh3_128_with_seed(named, seed);
+    ((both >> 64) as u64, both as u64)
 }
 
 /// One limit's view of a region.
@@ -162,11 +187,12 @@ struct SharedStore<C: Codec> {
     codec: C,
     region: Arc<Region>,
     clock: Arc<dyn Clock>,
-    seed: u64,
     kind: AlgorithmKind,
-    /// The algorithm, the prefix's length and the prefix: what the key's hash starts with.
-    named: Box<[u8]>,
-    buckets: usize,
+    /// The seed of this limit's key hash (see [`limit_hash`]).
+    key_seed: u64,
+    /// Mixed into every tag of this limit (see [`limit_hash`]).
+    limit_tag: u64,
+    buckets: u64,
 }
 
 /// `at` rounded up to the next 2²⁰ ns (about a millisecond). `idle_at` is a hint that must
@@ -219,30 +245,22 @@ impl<C: Codec> SharedStore<C> {
     /// The key's bucket, where to start probing it, and its tag.
     ///
     /// The hash is xxh3-128 (a fixed, documented algorithm: every build and language that links
-    /// the core computes the same) seeded with the region's random seed, over the algorithm,
-    /// the prefix's length, the prefix and the key (`named` holds all but the key). The tag keeps 63 bits and the bucket is chosen by other bits, so
-    /// two distinct keys share state only if both agree: about 2⁻⁶³ per pair of keys in one
-    /// bucket, and not steerable by a client who cannot read the seed (the file is 0600).
+    /// the core computes the same) of the key alone, seeded with this limit's seed, which is
+    /// itself derived from the region's random seed, the algorithm and the prefix
+    /// ([`limit_hash`]): hashing the key alone spares a copy of prefix and key into one buffer
+    /// on every hit. The tag keeps 63 bits of the high half (mixed with the limit's tag word);
+    /// the bucket and the start come from the low half (its high bits by a multiply-shift,
+    /// which needs no division, and its low bits). So two distinct keys share state only if
+    /// they agree on 63 bits and a bucket: about 2⁻⁶³ per pair of keys in one bucket, and not
+    /// steerable by a client who cannot read the seed (the file is 0600).
     #[inline]
     fn locate(&self, key: &str) -> (&[Slot], usize, u64) {
-        // One-shot hashing of a stack copy is about twice as fast as the streaming hasher.
-        let mut stack = [0u8; 256];
-        let total = self.named.len() + key.len();
-        let heap;
-        let bytes: &[u8] = if total <= stack.len() {
-            stack[..self.named.len()].copy_from_slice(&self.named);
-            stack[self.named.len()..total].copy_from_slice(key.as_bytes());
-            &stack[..total]
-        } else {
-            heap = [&self.named[..], key.as_bytes()].concat();
-            &heap
-        };
-        let hash = xxh3_128_with_seed(bytes, self.seed);
+        let hash = xxh3_128_with_seed(key.as_bytes(), self.key_seed);
         let (high, low) = ((hash >> 64) as u64, hash as u64);
-        let bucket = (low % self.buckets as u64) as usize;
-        let start = ((low >> 40) % BUCKET as u64) as usize;
+        let bucket = ((u128::from(low) * u128::from(self.buckets)) >> 64) as usize;
+        let start = (low % BUCKET as u64) as usize;
         let slots = &self.region.slots()[bucket * BUCKET..(bucket + 1) * BUCKET];
-        (slots, start, slots::tag_of(high))
+        (slots, start, slots::tag_of(high ^ self.limit_tag))
     }
 
     fn env(&self, now: u64) -> ProcessEnv<'_> {
