@@ -124,3 +124,10 @@ def test_async_middleware_stack() -> None:
         return [(await middleware(request)).status_code for _ in range(2)]
 
     assert asyncio.run(run()) == [200, 429]
+
+
+def test_deduct_when_on_a_drf_api_view(make_client: MakeClient) -> None:
+    client = make_client()
+    right = {"X-Password": "right"}
+    assert [client.get("/drf/login", headers=right).status for _ in range(6)] == [200] * 6
+    assert [client.get("/drf/login").status for _ in range(4)] == [401] * 3 + [429]

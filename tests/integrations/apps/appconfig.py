@@ -61,3 +61,11 @@ def failed(response: Any) -> bool:
 def password_ok(request: Any) -> bool:
     """The login view's check."""
     return request.headers.get("X-Password") == "right"
+
+
+def algorithms_of(config: Any) -> list[str]:
+    """The algorithms the test apps declare a view for on ``config``'s store (a shared region
+    holds no sliding_log)."""
+    from flux._flux import ALGORITHMS
+
+    return [a for a in ALGORITHMS if not (config.storage == "shared" and a == "sliding_log")]

@@ -19,6 +19,7 @@ from appconfig import (
     QUIET_CONFIG,
     QUOTA,
     RATES,
+    algorithms_of,
     failed,
     internal,
     password_ok,
@@ -30,7 +31,6 @@ from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flux import FluxConfig, rate_limit
-from flux._flux import ALGORITHMS
 from flux.integrations.fastapi import FluxMiddleware
 
 
@@ -226,7 +226,7 @@ def create_app(config: FluxConfig = CONFIG, middleware: dict[str, Any] | None = 
         parked["release"].set()
         return {"released": True}
 
-    for policy in ALGORITHMS:
+    for policy in algorithms_of(config):
         _algorithm_endpoint(app, policy, config)
     return app
 

@@ -17,6 +17,7 @@ from appconfig import (
     QUIET_CONFIG,
     QUOTA,
     RATES,
+    algorithms_of,
     failed,
     internal,
     password_ok,
@@ -25,7 +26,6 @@ from appconfig import (
 from flask import Blueprint, Flask, g, jsonify, request
 
 from flux import FluxConfig, rate_limit
-from flux._flux import ALGORITHMS
 from flux.integrations.flask import FluxLimiter
 
 
@@ -173,7 +173,7 @@ def create_app(config: FluxConfig = CONFIG, middleware: dict[str, Any] | None = 
 
     app.register_blueprint(blueprint)
 
-    for policy in ALGORITHMS:
+    for policy in algorithms_of(config):
 
         def algorithm(policy: str = policy) -> Any:
             return {"policy": policy}

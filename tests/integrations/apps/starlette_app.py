@@ -19,6 +19,7 @@ from appconfig import (
     QUIET_CONFIG,
     QUOTA,
     RATES,
+    algorithms_of,
     failed,
     internal,
     password_ok,
@@ -33,7 +34,6 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from flux import FluxConfig, rate_limit
-from flux._flux import ALGORITHMS
 from flux.integrations.fastapi import FluxMiddleware
 
 
@@ -203,7 +203,7 @@ def create_app(config: FluxConfig = CONFIG, middleware: dict[str, Any] | None = 
         Route("/parked-count", parked_count),
         Route("/release", release, methods=["POST"]),
         Route("/endpoint", Endpoint),
-        *[algorithm_route(policy) for policy in ALGORITHMS],
+        *[algorithm_route(policy) for policy in algorithms_of(config)],
     ]
     stack = [Middleware(HeaderAuth)]
     if middleware:

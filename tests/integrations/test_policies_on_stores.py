@@ -1,5 +1,6 @@
 """The per-request policies (rate strings, tiers, exemptions, deduct_when, on_limited) on the
-Redis store, through the same contract as on the embedded store: Flask, FastAPI, Starlette.
+Redis and shared-memory stores, through the same contract as on the embedded store: Flask,
+FastAPI, Starlette.
 
 Django's test views are declared at import on the embedded configuration; its Redis coverage
 is tests/redis (the decorator is the same code whatever the framework)."""
@@ -26,7 +27,7 @@ from test_flask import FlaskTestClient
 from test_starlette import StarletteClient
 
 from flux import FluxConfig
-from flux.config import RedisConfig
+from flux.config import RedisConfig, SharedConfig
 
 SUPPORT = Path(__file__).parents[1] / "support"
 if str(SUPPORT) not in sys.path:
@@ -49,21 +50,24 @@ def redis_url() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture
-def config(redis_url: str) -> FluxConfig:
-    """The test applications' configuration on Redis, with keys of this test's own."""
+@pytest.fixture(params=["redis", "shared"])
+def config(request: pytest.FixtureRequest, tmp_path: Path) -> FluxConfig:
+    """The test applications' configuration on Redis or a shared region, with keys of this
+    test's own."""
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
     config = FluxConfig(
-        redis=RedisConfig(url=redis_url),
+        redis=RedisConfig(url=url) if url else None,
+        shared=SharedConfig(path=str(tmp_path / "region")),
         flux=replace(CONFIG.flux, key_prefix=f"policies{next(_prefixes)}:"),
         rate_limit=CONFIG.rate_limit,
         rate_limits=dict(CONFIG.rate_limits),
-        storage="redis",
+        storage=request.param,
     )
-    assert config.storage == "redis"
+    assert config.storage == request.param
     return config
 
 
-class TestFlaskOnRedis(PolicyContract):
+class TestFlaskOnStores(PolicyContract):
     @pytest.fixture
     def make_client(self, config: FluxConfig) -> MakeClient:
         def make(peer: str = "127.0.0.1", middleware: dict[str, Any] | None = None) -> Client:
@@ -74,7 +78,7 @@ class TestFlaskOnRedis(PolicyContract):
         return make
 
 
-class TestFastAPIOnRedis(PolicyContract):
+class TestFastAPIOnStores(PolicyContract):
     @pytest.fixture
     def make_client(self, config: FluxConfig) -> MakeClient:
         def make(peer: str = "127.0.0.1", middleware: dict[str, Any] | None = None) -> Client:
@@ -84,7 +88,7 @@ class TestFastAPIOnRedis(PolicyContract):
         return make
 
 
-class TestStarletteOnRedis(PolicyContract):
+class TestStarletteOnStores(PolicyContract):
     @pytest.fixture
     def make_client(self, config: FluxConfig) -> MakeClient:
         def make(peer: str = "127.0.0.1", middleware: dict[str, Any] | None = None) -> Client:
@@ -94,8 +98,8 @@ class TestStarletteOnRedis(PolicyContract):
         return make
 
 
-def test_these_limits_are_on_redis(config: FluxConfig) -> None:
+def test_these_limits_are_on_the_store(config: FluxConfig) -> None:
     from flux import rate_limit
 
-    assert rate_limit("2/hour", config=config).limiter.storage == "redis"
-    assert rate_limit("pro_tier", config=config).limiter.storage == "redis"
+    assert rate_limit("2/hour", config=config).limiter.storage == config.storage
+    assert rate_limit("pro_tier", config=config).limiter.storage == config.storage
