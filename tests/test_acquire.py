@@ -8,10 +8,10 @@ machines running this are shared and noisy.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import Any
 
+import pacing
 import pytest
 
 from flux import FluxConfig, RateLimiter, RateLimitExceeded, rate_limit
@@ -29,9 +29,7 @@ def limiter(requests: int = REQUESTS, period: float = PERIOD, **kwargs: Any) -> 
 
 def assert_paced(times: list[float], start: float, burst: int = REQUESTS, every: float = E) -> None:
     """The k-th pass (sorted) came no earlier than the quota allows: a burst, then one per E."""
-    for k, at in enumerate(sorted(times)):
-        earliest = start + max(0, k - burst + 1) * every
-        assert at >= earliest - SLACK, (k, at - start)
+    pacing.assert_paced(times, start, burst, every, SLACK)
 
 
 # --- acquire ---------------------------------------------------------------------------------
@@ -112,23 +110,7 @@ def test_bad_timeout(timeout: Any, error: type[Exception]) -> None:
 
 def test_threads_acquiring_together_never_exceed_the_limit() -> None:
     lim = limiter()
-    times: list[float] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(4)
-
-    def worker() -> None:
-        barrier.wait()
-        for _ in range(5):
-            lim.acquire("shared")
-            with lock:
-                times.append(time.monotonic())
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    start = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    times, start = pacing.acquire_in_threads(lim, "shared")
     assert len(times) == 20
     assert_paced(times, start)
     # 20 passes: 5 at once and 15 one E apart.

@@ -8,11 +8,11 @@ proxy that delays Redis.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import pacing
 import pytest
 from delay_proxy import DelayProxy
 from fluxredis import redis_config
@@ -47,8 +47,7 @@ def recording(config: FluxConfig, requests: int = REQUESTS, period: float = PERI
 
 
 def assert_paced(times: list[float], start: float) -> None:
-    for k, at in enumerate(sorted(times)):
-        assert at >= start + max(0, k - REQUESTS + 1) * E - SLACK, (k, at - start)
+    pacing.assert_paced(times, start, REQUESTS, E, SLACK)
 
 
 @pytest.fixture
@@ -78,21 +77,7 @@ def test_acquire_timeout_raises_at_once(redis: RedisServer) -> None:
 
 def test_threads_never_exceed_the_limit(redis: RedisServer) -> None:
     lim = RateLimiter(REQUESTS, PERIOD, config=redis_config(redis.url))
-    times: list[float] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        for _ in range(5):
-            lim.acquire("shared")
-            with lock:
-                times.append(time.monotonic())
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    start = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    times, start = pacing.acquire_in_threads(lim, "shared")
     assert len(times) == 20
     assert_paced(times, start)
 

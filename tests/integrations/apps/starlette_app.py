@@ -47,13 +47,13 @@ class User:
 
 
 class HeaderAuth:
-    """Test authentication: the X-User header names the user."""
+    """Test authentication, for HTTP and websocket alike: the X-User header names the user."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             for name, value in scope["headers"]:
                 if name == b"x-user":
                     scope["user"] = User(value.decode())

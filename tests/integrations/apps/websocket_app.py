@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette_app import HeaderAuth
 
 from flux import rate_limit
 from flux.integrations.fastapi import FluxMiddleware
@@ -25,29 +26,6 @@ from flux.integrations.fastapi import FluxMiddleware
 WS_QUOTA = 2
 WS_PERIOD = 3600
 GREETING = "hello"
-
-
-class User:
-    """What Starlette's AuthenticationMiddleware would put in scope["user"]."""
-
-    is_authenticated = True
-
-    def __init__(self, name: str) -> None:
-        self.display_name = name
-
-
-class HeaderAuth:
-    """Test authentication, for HTTP and websocket alike: the X-User header names the user."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket"):
-            for name, value in scope["headers"]:
-                if name == b"x-user":
-                    scope["user"] = User(value.decode())
-        await self.app(scope, receive, send)
 
 
 class NoDenialExtension:
