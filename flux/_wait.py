@@ -8,13 +8,12 @@ nothing.
 Async waiters may be cancelled at any await. Cancelled in a sleep, nothing was taken. Cancelled
 while a Redis hit is in flight, the hit may still be counted by Redis after the waiter is
 gone: the hit is shielded (it runs to its end) and, when it turns out allowed, given back with
-the limiter's ``refund`` (when the core provides one), so a cancelled waiter consumes nothing.
+the limiter's ``refund``, so a cancelled waiter consumes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import math
 import time
@@ -126,24 +125,10 @@ def _after_cancel(
 
 
 def give_back(limiter: Any, key: str, cost: int) -> None:
-    """Undo an allowed hit of ``cost`` on ``key`` with the limiter's ``refund``.
-
-    Without a ``refund`` (a core that predates it) the hit stays counted: logged, since the
-    cancelled waiter then consumed ``cost`` it never used.
-    """
-    refund = getattr(limiter, "refund", None)
-    if refund is None:
-        LOG.warning(
-            "flux: a cancelled waiter's allowed hit (cost %d) could not be given back: this "
-            "limiter has no refund",
-            cost,
-        )
-        return
+    """Undo an allowed hit of ``cost`` on ``key`` with the limiter's ``refund`` (never above
+    full capacity). Runs in an event-loop callback, so a failure is logged, never raised."""
     try:
-        # By keyword: the native signature may put an `endpoint` before `cost`, as `hit` does.
-        returned = refund(key, cost=cost)
-        if inspect.isawaitable(returned):  # an async refund: let it run on its own
-            asyncio.ensure_future(returned).add_done_callback(_log_failure)
+        limiter.refund(key, cost)
     except Exception as error:  # a callback must not raise into the event loop
         LOG.warning("flux: giving back a cancelled waiter's hit failed: %s", error)
 

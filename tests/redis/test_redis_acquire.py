@@ -18,26 +18,22 @@ from delay_proxy import DelayProxy
 from fluxredis import redis_config
 from redis_server import RedisServer
 
-from flux import FluxConfig, RateLimiter, RateLimitExceeded, _flux
+from flux import FluxConfig, RateLimiter, RateLimitExceeded
 
 REQUESTS, PERIOD = 5, 0.5
 E = PERIOD / REQUESTS
 SLACK = 0.02  # Redis's clock against this process's monotonic clock, and rounding to µs
 LOOSE = 5.0
-NATIVE_REFUND = hasattr(_flux.Limiter, "refund")
 
 
 class Recording(RateLimiter):
-    """A limiter that records what a cancelled waiter gives back (and gives it back, when the
-    core can)."""
+    """A limiter that records what a cancelled waiter gives back (and gives it back)."""
 
     refunds: list[tuple[str, int]]
 
     def refund(self, key: str, cost: int = 1) -> Any:
         self.refunds.append((key, cost))
-        if NATIVE_REFUND:
-            return super().refund(key, cost=cost)  # type: ignore[misc]
-        return None
+        return super().refund(key, cost)
 
 
 def recording(config: FluxConfig, requests: int = REQUESTS, period: float = PERIOD) -> Recording:
@@ -144,7 +140,6 @@ def test_a_waiter_cancelled_during_a_denied_hit_gives_nothing_back(slow: DelayPr
     assert lim.refunds == []
 
 
-@pytest.mark.skipif(not NATIVE_REFUND, reason="the core has no refund yet: nothing to give back")
 def test_a_cancelled_waiter_consumes_nothing(slow: DelayProxy) -> None:
     config = redis_config(slow.url, timeout_ms=3000)
     lim = RateLimiter(3, 60, config=config)
@@ -152,20 +147,6 @@ def test_a_cancelled_waiter_consumes_nothing(slow: DelayProxy) -> None:
     _cancel_in_flight(lim, "k")
     # The whole quota is still there: exactly 3 of 5 pass.
     assert sum(lim.hit("k").allowed for _ in range(5)) == 3
-
-
-def test_without_refund_the_lost_hit_is_logged(
-    slow: DelayProxy, caplog: pytest.LogCaptureFixture
-) -> None:
-    if NATIVE_REFUND:
-        pytest.skip("the core has refund: the hit is given back (test above)")
-    lim = RateLimiter(3, 60, config=redis_config(slow.url, timeout_ms=3000))
-    lim.hit("warm-up")
-    with caplog.at_level("WARNING", logger="flux"):
-        _cancel_in_flight(lim, "k")
-    assert "could not be given back" in caplog.text
-    # Counted once, no more.
-    assert sum(lim.hit("k").allowed for _ in range(5)) == 2
 
 
 def test_wait_on_an_async_function_with_stacked_redis_limits(redis: RedisServer) -> None:
