@@ -131,3 +131,58 @@ def test_deduct_when_on_a_drf_api_view(make_client: MakeClient) -> None:
     right = {"X-Password": "right"}
     assert [client.get("/drf/login", headers=right).status for _ in range(6)] == [200] * 6
     assert [client.get("/drf/login").status for _ in range(4)] == [401] * 3 + [429]
+
+
+@pytest.fixture(scope="module")
+def redis_on_its_port() -> Iterator[None]:
+    """The Redis of the /redis/ views (their config names REDIS_PORT)."""
+    from appconfig import REDIS_PORT
+    from redis_server import RedisServer
+
+    server = RedisServer(port=REDIS_PORT).start()
+    try:
+        yield
+    finally:
+        server.stop()
+
+
+@pytest.mark.usefixtures("redis_on_its_port")
+class TestDjangoOnRedis(PolicyContract):
+    """The policy contract on Redis: the same views, declared on REDIS_CONFIG under /redis/."""
+
+    @pytest.fixture
+    def make_client(self) -> MakeClient:
+        def make(peer: str = "127.0.0.1", middleware: dict[str, Any] | None = None) -> Client:
+            from appconfig import REDIS_CONFIG
+
+            client = DjangoClient(REMOTE_ADDR=peer)
+            if middleware is not None:
+                stack = [*django_site.SETTINGS["MIDDLEWARE"], django_site.FLUX_MIDDLEWARE]
+                options = {**middleware, "config": REDIS_CONFIG}
+                with override_settings(MIDDLEWARE=stack, FLUX_MIDDLEWARE=options):
+                    client.handler.load_middleware()
+                return DjangoTestClient(client)  # the middleware's own limit, on every path
+            return _Prefixed(DjangoTestClient(client), "/redis")
+
+        return make
+
+    def test_cbv_exempt_when(self, make_client: MakeClient) -> None:
+        client = make_client()
+        internal = {"X-Internal": "yes"}
+        assert [client.get("/cbv/internal", headers=internal).status for _ in range(5)] == [200] * 5
+        assert [client.get("/cbv/internal").status for _ in range(4)] == [200] * 3 + [429]
+
+
+class _Prefixed(Client):
+    def __init__(self, client: Client, prefix: str) -> None:
+        self.client, self.prefix = client, prefix
+
+    def request(self, method: str, path: str, headers: Mapping[str, str] | None = None) -> Reply:
+        return self.client.request(method, self.prefix + path, headers)
+
+
+def test_cbv_exempt_when_on_the_embedded_store(make_client: MakeClient) -> None:
+    client = make_client()
+    internal = {"X-Internal": "yes"}
+    assert [client.get("/cbv/internal", headers=internal).status for _ in range(5)] == [200] * 5
+    assert [client.get("/cbv/internal").status for _ in range(4)] == [200] * 3 + [429]

@@ -69,3 +69,31 @@ def algorithms_of(config: Any) -> list[str]:
     from flux._flux import ALGORITHMS
 
     return [a for a in ALGORITHMS if not (config.storage == "shared" and a == "sliding_log")]
+
+
+def _unused_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+#: Where the Redis of Django's policy views on Redis listens (the test starts it there).
+REDIS_PORT = _unused_port()
+
+
+def _redis_config() -> Any:
+    from flux import FluxConfig
+    from flux.config import RedisConfig
+
+    return FluxConfig(
+        redis=RedisConfig(url=f"redis://127.0.0.1:{REDIS_PORT}"),
+        flux=CONFIG.flux,
+        rate_limit=CONFIG.rate_limit,
+        rate_limits=dict(CONFIG.rate_limits),
+        storage="redis",
+    )
+
+
+REDIS_CONFIG = _redis_config()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,13 +12,14 @@ from appconfig import (
     BURST_QUOTA,
     CONFIG,
     CUSTOM_BODY,
-    EXEMPT_CONFIG,
+    EXEMPT_NETWORK,
     JITTER_CONFIG,
     NAMED,
     PERIOD,
     QUIET_CONFIG,
     QUOTA,
     RATES,
+    REDIS_CONFIG,
     failed,
     internal,
     password_ok,
@@ -177,54 +179,74 @@ def _algorithm_view(policy: str) -> Any:
     return rate_limit(requests=ALGO_QUOTA, period=ALGO_PERIOD, policy=policy, config=CONFIG)(view)
 
 
-@rate_limit(RATES, config=CONFIG)
-def rates(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"view": "rates"})
+def policy_routes(config: Any, prefix: str = "") -> list[Any]:
+    """The per-request policy views (the contract's PolicyContract), on ``config``'s store."""
 
+    def limited_here(**kwargs: Any) -> Any:
+        kwargs.setdefault("requests", QUOTA)
+        kwargs.setdefault("period", PERIOD)
+        return rate_limit(config=config, **kwargs)
 
-@rate_limit(limit=plan_of, key="header:X-User", config=CONFIG)
-def plan(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"view": "plan"})
+    @rate_limit(RATES, config=config)
+    def rates(request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"view": "rates"})
 
+    @rate_limit(limit=plan_of, key="header:X-User", config=config)
+    def plan(request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"view": "plan"})
 
-@limited(exempt_when=internal)
-def internal_view(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"view": "internal"})
+    @limited_here(exempt_when=internal)
+    def internal_view(request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"view": "internal"})
 
-
-@limited(deduct_when=failed)
-def login(request: HttpRequest) -> JsonResponse:
-    ok = password_ok(request)
-    return JsonResponse({"login": ok}, status=200 if ok else 401)
-
-
-@limited(requests=1, on_limited=lambda req, result: JsonResponse(CUSTOM_BODY, status=429))
-def custom(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"view": "custom"})
-
-
-@rate_limit(requests=1, period=PERIOD, config=EXEMPT_CONFIG)
-def exempt_ip(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"view": "exempt-ip"})
-
-
-class LoginView(APIView):
-    """DRF: deduct_when on an APIView method."""
-
-    @limited(deduct_when=failed)
-    def get(self, request: Any) -> Response:
+    @limited_here(deduct_when=failed)
+    def login(request: HttpRequest) -> JsonResponse:
         ok = password_ok(request)
-        return Response({"login": ok}, status=200 if ok else 401)
+        return JsonResponse({"login": ok}, status=200 if ok else 401)
+
+    @limited_here(requests=1, on_limited=lambda req, result: JsonResponse(CUSTOM_BODY, status=429))
+    def custom(request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"view": "custom"})
+
+    exempt_config = replace(config, flux=replace(config.flux, exempt_ips=[EXEMPT_NETWORK]))
+
+    @rate_limit(requests=1, period=PERIOD, config=exempt_config)
+    def exempt_ip(request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"view": "exempt-ip"})
+
+    class LoginView(APIView):
+        """DRF: deduct_when on an APIView method."""
+
+        @limited_here(deduct_when=failed)
+        def get(self, request: Any) -> Response:
+            ok = password_ok(request)
+            return Response({"login": ok}, status=200 if ok else 401)
+
+    class InternalClassView(View):
+        """A class-based view: exempt_when through method_decorator."""
+
+        @method_decorator(limited_here(exempt_when=internal))
+        def get(self, request: HttpRequest) -> JsonResponse:
+            return JsonResponse({"view": "cbv-internal"})
+
+    views = {
+        "rates": rates,
+        "plan": plan,
+        "internal": internal_view,
+        "login": login,
+        "drf/login": LoginView.as_view(),
+        "cbv/internal": InternalClassView.as_view(),
+        "custom": custom,
+        "exempt-ip": exempt_ip,
+    }
+    return [path(prefix + route, view) for route, view in views.items()]
 
 
 urlpatterns = [
-    path("rates", rates),
-    path("plan", plan),
-    path("internal", internal_view),
-    path("login", login),
-    path("drf/login", LoginView.as_view()),
-    path("custom", custom),
-    path("exempt-ip", exempt_ip),
+    *policy_routes(CONFIG),
+    # The same on Redis, declared now and connected at the first request: the Redis tests
+    # start a server on REDIS_PORT (Django reads its URLconf once).
+    *policy_routes(REDIS_CONFIG, "redis/"),
     path("ping", ping),
     path("open", open_view),
     path("api/thing", api_thing),
