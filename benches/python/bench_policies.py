@@ -26,9 +26,9 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bench_decorators import _asgi_batch, _check, _wsgi_batch  # noqa: E402
+from bench_decorators import _asgi_batch, _check, _wsgi_batch
 
-import flux  # noqa: E402
+import flux
 
 TARGET_CHOSEN_US = 2.0
 RATE = "1000000000/second"
