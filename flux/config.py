@@ -107,7 +107,9 @@ STORAGES = (STORAGE_MEMORY, STORAGE_REDIS, STORAGE_SHARED)
 
 # The one proxy header believed from trusted proxies (never both: a proxy that writes one passes
 # the other through from the client, who could then choose its own identity).
-FORWARDED_HEADERS = ("X-Forwarded-For", "Forwarded")
+X_FORWARDED_FOR = "X-Forwarded-For"
+FORWARDED = "Forwarded"  # RFC 7239
+FORWARDED_HEADERS = (X_FORWARDED_FOR, FORWARDED)
 
 # Keys of [redis] that a `url` replaces; giving both in one file is ambiguous, so it is an error.
 URL_REPLACES = ("host", "port", "password", "db")

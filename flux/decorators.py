@@ -29,22 +29,12 @@ from flux._wait_calls import waiting_wrapper
 from flux.config import FluxConfig, RateLimitPolicy, get_config
 from flux.identity import Identifier, KeySpec
 from flux.integrations import find_request
+from flux.integrations._check import Check
 from flux.integrations._chosen import Chooser, LimitChoice
-from flux.integrations._limits import (
-    LIMITED_FLAG,
-    BadCost,
-    Check,
-    Cost,
-    Limit,
-    Rule,
-    aevaluate,
-    check_cost,
-    check_methods,
-    evaluate,
-    limits_for,
-    named_rates,
-    unavailable,
-)
+from flux.integrations._declared import Limit, limits_for, named_rates
+from flux.integrations._evaluate import aevaluate, evaluate
+from flux.integrations._failure import unavailable
+from flux.integrations._pending import LIMITED_FLAG
 from flux.integrations._policies import (
     DeductWhen,
     ExemptWhen,
@@ -56,6 +46,7 @@ from flux.integrations._policies import (
     limited,
     settle,
 )
+from flux.integrations._rule import BadCost, Cost, Rule, check_cost, check_methods
 from flux.integrations._unavailable import OnUnavailable, StoreUnavailable, Unavailable
 from flux.limiter import RateLimiter
 from flux.rates import is_rate_string

@@ -148,6 +148,25 @@ def test_the_import_graph_has_no_cycle_but_the_known_ones() -> None:
     assert not fixed, f"fixed, so take them off KNOWN_CYCLES: {fixed}"
 
 
+# Faces over the integrations: the decorator, and flux.middleware (kept only so that
+# `flux.middleware.GlobalLimits` still imports). The integrations serve them, never import them.
+FACES = ("flux.decorators", "flux.middleware")
+
+
+def test_the_integrations_import_no_face_above_them() -> None:
+    graph = import_graph()
+    upward = sorted(
+        (module, target)
+        for module, targets in graph.items()
+        if module.startswith("flux.integrations")
+        for target in targets
+        if target in FACES
+    )
+    assert not upward, f"imports going up: {upward}"
+    users = sorted(module for module, targets in graph.items() if "flux.middleware" in targets)
+    assert not users, f"flux.middleware is a compatibility name only; import _global: {users}"
+
+
 def test_the_graph_sees_function_level_imports_and_skips_type_checking() -> None:
     graph = import_graph()
     # identity.get_ip imports the integrations inside the function: a real edge.

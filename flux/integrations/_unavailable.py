@@ -40,7 +40,7 @@ def unavailable_body(retry_after: int = RETRY_AFTER_S) -> dict[str, Any]:
 
 
 class Unavailable:
-    """Stands where a :class:`~flux.integrations._limits.Check` would: always denied, and its
+    """Stands where a :class:`~flux.integrations._check.Check` would: always denied, and its
     response is a 503 (the faces that answer 429s answer this the same way)."""
 
     __slots__ = ("error", "hook", "request", "state")
