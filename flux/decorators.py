@@ -24,6 +24,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
+from flux._signatures import positional_arity
 from flux._wait import Deadline
 from flux._wait_calls import waiting_wrapper
 from flux.config import FluxConfig, RateLimitPolicy, get_config
@@ -400,7 +401,7 @@ class _Params:
         self.own_request = self.own_response = False
         self.integration: Any = None
         # Only FastAPI reads endpoint signatures; never import it just to look.
-        if "fastapi" not in sys.modules or _has_var_positional(func):
+        if "fastapi" not in sys.modules or positional_arity(func) is None:
             return
         from flux.integrations import fastapi
 
@@ -426,14 +427,6 @@ class _Params:
                 return self.integration, request, sub
         integration, request = find_request(args, kwargs)
         return integration, request, sub
-
-
-def _has_var_positional(func: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
 def _refusing_websockets(func: Callable[..., Any], wrapper: Callable[..., Any]) -> Any:
