@@ -169,8 +169,8 @@ def test_the_integrations_import_no_face_above_them() -> None:
 
 def test_the_graph_sees_function_level_imports_and_skips_type_checking() -> None:
     graph = import_graph()
-    # identity.get_ip imports the integrations inside the function: a real edge.
-    assert "flux.integrations" in graph["flux.identity"]
+    # The reporter imports the analytics recorder inside a function: a real edge.
+    assert "flux.analytics.recorder" in graph["flux.integrations._report"]
     # Only under TYPE_CHECKING (for annotations) in _policies: no edge.
     assert "flux.integrations._check" not in graph["flux.integrations._policies"]
 
@@ -178,3 +178,39 @@ def test_the_graph_sees_function_level_imports_and_skips_type_checking() -> None
 def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == [["a", "b", "c"]]
+
+
+# The request path in flux/integrations, in the order a request meets it (docs/architecture.md,
+# "Layout"): each module imports only modules listed before it.
+PIPELINE = [
+    "flux.integrations._report",
+    "flux.integrations._common",
+    "flux.integrations",
+    "flux.integrations._unavailable",
+    "flux.integrations._declared",
+    "flux.integrations._policies",
+    "flux.integrations._rule",
+    "flux.integrations._chosen",
+    "flux.integrations._pending",
+    "flux.integrations._hit",
+    "flux.integrations._check",
+    "flux.integrations._failure",
+    "flux.integrations._evaluate",
+    "flux.integrations._global",
+    "flux.integrations.django",
+    "flux.integrations.fastapi",
+    "flux.integrations.flask",
+]
+
+
+def test_the_request_path_imports_only_what_comes_before() -> None:
+    graph = import_graph()
+    integrations = sorted(m for m in graph if m.startswith("flux.integrations"))
+    assert sorted(PIPELINE) == integrations, "a new module: give it its place in PIPELINE"
+    later = sorted(
+        (module, target)
+        for at, module in enumerate(PIPELINE)
+        for target in graph[module]
+        if target in PIPELINE[at + 1 :]
+    )
+    assert not later, f"imports going up the request path: {later}"

@@ -49,14 +49,9 @@ def plan(
     args: Sequence[Any],
     kwargs: Mapping[str, Any],
 ) -> Plan:
-    """Select the rules for this call (by method) and resolve identities and costs."""
-    if len(rules) == 1:  # the usual case, without the bookkeeping below
-        rule = rules[0]
-        if rule.methods is not None and not _method_in(rule.methods, integration, request):
-            return Plan([], [], [])
-        identity = rule.identify(integration, request, args, kwargs)
-        item = (rule.limit.limiter, identity, rule.cost_for(request, args, kwargs))
-        return Plan([rule], [item], [identity])
+    """Select the rules for this call (by method) and resolve identities and costs.
+
+    (A single rule on the embedded store never comes here: it takes :meth:`Rule.hit`.)"""
     chosen = Plan([], [], [])
     # Limits with the same key spec share one identity: resolve it once.
     resolved: dict[int, str] = {}
