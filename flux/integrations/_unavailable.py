@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flux.exceptions import ConnectionError as StoreUnavailable
+from flux.headers import RETRY_AFTER
 from flux.integrations._common import Integration, RequestState
 
 __all__ = [
@@ -71,7 +72,7 @@ class Unavailable:
             response = self.hook(self.request, self.error)
             if response is not None:
                 return response
-        headers = {"Retry-After": str(RETRY_AFTER_S)}
+        headers = {RETRY_AFTER: str(RETRY_AFTER_S)}
         return integration.denied(unavailable_body(), headers, status=SERVICE_UNAVAILABLE)
 
     def header_items(self, raw: bool = False) -> list[tuple[Any, Any]]:
