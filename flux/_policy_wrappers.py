@@ -15,9 +15,12 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from flux.integrations._check import Check
 from flux.integrations._chosen import Chooser
-from flux.integrations._limits import BadCost, Check, Rule, aevaluate, evaluate, unavailable
+from flux.integrations._evaluate import aevaluate, evaluate
+from flux.integrations._failure import unavailable
 from flux.integrations._policies import alimited, asettle, is_exempt, limited, settle
+from flux.integrations._rule import BadCost, Rule
 from flux.integrations._unavailable import StoreUnavailable, Unavailable
 
 __all__ = ["policy_wrapper", "select"]

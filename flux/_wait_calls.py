@@ -17,17 +17,11 @@ from time import perf_counter
 from typing import Any
 
 from flux._wait import Deadline, pause, shielded
-from flux.integrations._limits import (
-    BadCost,
-    Check,
-    Rule,
-    _checked,
-    _report_failure,
-    ahit_all,
-    evaluate,
-    plan,
-    unavailable,
-)
+from flux.integrations._check import Check
+from flux.integrations._evaluate import checked, evaluate, plan, report_failure
+from flux.integrations._failure import unavailable
+from flux.integrations._hit import ahit_all
+from flux.integrations._rule import BadCost, Rule
 
 __all__ = ["waiting_wrapper"]
 
@@ -96,9 +90,9 @@ async def _attempt(
     except asyncio.CancelledError:
         raise
     except Exception as error:
-        _report_failure(chosen, error, started, endpoint)
+        report_failure(chosen, error, started, endpoint)
         raise
-    return _checked(chosen, results, started, endpoint, None, None)
+    return checked(chosen, results, started, endpoint, None, None)
 
 
 def waiting_wrapper(

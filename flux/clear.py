@@ -117,7 +117,7 @@ def _identities(identity: str, hash_keys: bool) -> list[str]:
     else:
         forms.append(f"ip:{identity}")
     if hash_keys:
-        from flux.analytics.aggregate import hash_identity
+        from flux.identity import hash_identity  # the digest the request path stores
 
         forms += [hash_identity(form) for form in list(forms)]
     return list(dict.fromkeys(forms))
@@ -199,7 +199,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status."""
-    from flux.analytics.sinks import redact_url, redis_client
+    from flux._redis_py import redis_target
     from flux.config import STORAGE_REDIS, load_config
     from flux.exceptions import ConfigError
 
@@ -212,29 +212,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    url = args.redis
-    cluster = False
-    if url is None:
-        if config.storage != STORAGE_REDIS:
-            print(
-                "flux clear: the store is the embedded one (no [redis] in flux.toml): its state "
-                "lives inside each application process and goes with it; reset a key there "
-                "with RateLimiter.reset(key). Give --redis URL to clear a Redis.",
-                file=sys.stderr,
-            )
-            return 1
-        url = config.redis.connection_url()
-        cluster = bool(config.redis.cluster)
+    if args.redis is None and config.storage != STORAGE_REDIS:
+        print(
+            "flux clear: the store is the embedded one (no [redis] in flux.toml): its state "
+            "lives inside each application process and goes with it; reset a key there "
+            "with RateLimiter.reset(key). Give --redis URL to clear a Redis.",
+            file=sys.stderr,
+        )
+        return 1
+    target = redis_target(config, args.redis)
+    cluster = target.cluster
     prefix = args.prefix if args.prefix is not None else config.flux.key_prefix
     try:
-        client = redis_client(url, cluster=cluster)
+        client = target.connect()
     except (ImportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     # A plain clear prints flux-limiter 0.1.19's progress lines too (its users' scripts read them).
     legacy = args.identity is None and not args.dry_run
     if legacy:
-        print(f"Connecting to Redis at {redact_url(url)}...")
+        print(f"Connecting to Redis at {target.redacted}...")
         print(f"Scanning for keys matching '{prefix}*'...")
     try:
         if args.identity is not None:
@@ -265,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:  # redis.RedisError, OSError: unreachable, auth, ...
-        print(f"error: Redis at {redact_url(url)}: {exc}", file=sys.stderr)
+        print(f"error: Redis at {target.redacted}: {exc}", file=sys.stderr)
         return 1
     finally:
         client.close()

@@ -49,10 +49,12 @@ from enum import Enum
 from os import PathLike
 from pathlib import Path
 from typing import Any, ClassVar, Optional
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from flux import _checks as checks
+from flux import _flux
 from flux._flat import FLAT_NAMES, REDIS_SECTION, Flat, flat_name
+from flux._redis_py import redact_url
 from flux.exceptions import ConfigError
 from flux.rates import Rate, parse_rates
 
@@ -107,7 +109,9 @@ STORAGES = (STORAGE_MEMORY, STORAGE_REDIS, STORAGE_SHARED)
 
 # The one proxy header believed from trusted proxies (never both: a proxy that writes one passes
 # the other through from the client, who could then choose its own identity).
-FORWARDED_HEADERS = ("X-Forwarded-For", "Forwarded")
+X_FORWARDED_FOR = "X-Forwarded-For"
+FORWARDED = "Forwarded"  # RFC 7239
+FORWARDED_HEADERS = (X_FORWARDED_FOR, FORWARDED)
 
 # Keys of [redis] that a `url` replaces; giving both in one file is ambiguous, so it is an error.
 URL_REPLACES = ("host", "port", "password", "db")
@@ -124,8 +128,11 @@ def _check(check: checks.Check) -> dict[str, checks.Check]:
 class RateLimitPolicy(str, Enum):
     """Rate limiting algorithms (docs/architecture.md, "Semantics"), named as in flux.toml.
 
-    Lookup ignores case (``RateLimitPolicy("GCRA")``, as flux-limiter lower-cased its input) and
-    accepts flux-limiter's Lua name ``"fcfs"`` for ``fixed_window``.
+    The members are the core's algorithms, in its order (``flux._flux.ALGORITHMS``; a test
+    holds them equal). A name is read by the core, as the C ABI reads it: case, ``-``/``_``
+    and surrounding blanks do not matter (``RateLimitPolicy("GCRA")``, as flux-limiter
+    lower-cased its input). Python alone also takes flux-limiter's Lua name ``"fcfs"`` for
+    ``fixed_window``.
     """
 
     GCRA = "gcra"
@@ -143,17 +150,22 @@ class RateLimitPolicy(str, Enum):
     def _missing_(cls, value: object) -> RateLimitPolicy | None:
         if not isinstance(value, str):
             return None
-        name = value.strip().lower().replace("-", "_")
-        name = _POLICY_ALIASES.get(name, name)
-        return next((member for member in cls if member.value == name), None)
+        name = _FLUX_LIMITER_POLICIES.get(value.strip().lower(), value)
+        try:
+            # The core's reading of an algorithm name, the one every face shares.
+            name = _flux.Limiter(1, 1.0, policy=name).policy
+        except ValueError:
+            return None
+        return cls._value2member_map_.get(name)  # type: ignore[return-value]
 
 
-_POLICY_ALIASES = {"fcfs": "fixed_window"}
+# flux-limiter 0.1.19's names the core does not know (compatibility, tests/test_compat.py).
+_FLUX_LIMITER_POLICIES = {"fcfs": "fixed_window"}
 
 
 def _policy(value: Any) -> RateLimitPolicy:
     """Checker for ``policy`` keys."""
-    expected = "one of " + ", ".join(f'"{p.value}"' for p in RateLimitPolicy)
+    expected = "one of " + ", ".join(f'"{name}"' for name in _flux.ALGORITHMS)
     if isinstance(value, RateLimitPolicy):
         return value
     if not isinstance(value, str):
@@ -220,11 +232,7 @@ class RedisConfig:
         ``redact=True`` replaces the password with ``***`` (for logs and ``flux check``).
         """
         if self.url is not None:
-            parts = urlsplit(self.url)
-            if not redact or parts.password is None:
-                return self.url
-            netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-            return urlunsplit(parts._replace(netloc=netloc))
+            return redact_url(self.url) if redact else self.url
         host = f"[{self.host}]" if ":" in self.host else self.host
         auth = ""
         if self.password is not None:
@@ -756,9 +764,7 @@ def _check_quota(limit: LimitConfig, path: Path | None, parts: tuple[str, ...]) 
     """Refuse, naming the file and the table, a quota the core would refuse at the first
     limiter (``period = 1e-9``: finer than a nanosecond per request; ``period = 1e12``: a
     window too long to count in): each value alone may be in range and the whole not."""
-    from flux import _flux  # the native module: the core alone knows what it can count
-
-    try:
+    try:  # the native module: the core alone knows what it can count
         _flux.Limiter(limit.requests, limit.period, burst=limit.burst, policy=str(limit.policy))
         for rate in limit.rates[1:]:
             _flux.Limiter(rate.requests, rate.period, policy=str(limit.policy))

@@ -25,27 +25,18 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
 from flux._policy_wrappers import policy_wrapper
+from flux._signatures import positional_arity
 from flux._wait import Deadline
 from flux._wait_calls import waiting_wrapper
 from flux.config import FluxConfig, RateLimitPolicy, get_config
 from flux.identity import Identifier, KeySpec
 from flux.integrations import find_request
+from flux.integrations._check import Check
 from flux.integrations._chosen import Chooser, LimitChoice
-from flux.integrations._limits import (
-    LIMITED_FLAG,
-    BadCost,
-    Check,
-    Cost,
-    Limit,
-    Rule,
-    aevaluate,
-    check_cost,
-    check_methods,
-    evaluate,
-    limits_for,
-    named_rates,
-    unavailable,
-)
+from flux.integrations._declared import Limit, limits_for, named_rates
+from flux.integrations._evaluate import aevaluate, evaluate
+from flux.integrations._failure import unavailable
+from flux.integrations._pending import LIMITED_FLAG
 from flux.integrations._policies import (
     DeductWhen,
     ExemptWhen,
@@ -56,6 +47,7 @@ from flux.integrations._policies import (
     limited,
     settle,
 )
+from flux.integrations._rule import BadCost, Cost, Rule, check_cost, check_methods
 from flux.integrations._unavailable import OnUnavailable, StoreUnavailable, Unavailable
 from flux.limiter import RateLimiter
 from flux.rates import is_rate_string
@@ -384,7 +376,7 @@ class _Params:
         self.own_request = self.own_response = False
         self.integration: Any = None
         # Only FastAPI reads endpoint signatures; never import it just to look.
-        if "fastapi" not in sys.modules or _has_var_positional(func):
+        if "fastapi" not in sys.modules or positional_arity(func) is None:
             return
         from flux.integrations import fastapi
 
@@ -410,14 +402,6 @@ class _Params:
                 return self.integration, request, sub
         integration, request = find_request(args, kwargs)
         return integration, request, sub
-
-
-def _has_var_positional(func: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(func).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
 def _refusing_websockets(func: Callable[..., Any], wrapper: Callable[..., Any]) -> Any:

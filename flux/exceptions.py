@@ -8,21 +8,17 @@ against it keeps working.
 from __future__ import annotations
 
 import builtins
-import math
 from os import PathLike
 from pathlib import Path
 from typing import Any
+
+from flux.headers import ceil_seconds
 
 __all__ = ["ConfigError", "ConnectionError", "FluxError", "RateLimitExceeded"]
 
 
 class FluxError(Exception):
     """Base class of every error raised by flux."""
-
-
-def _ceil_seconds(seconds: float) -> int:
-    """Whole seconds, rounded up: a client told to come back sooner would only be denied again."""
-    return max(0, math.ceil(seconds))
 
 
 class RateLimitExceeded(FluxError):
@@ -86,7 +82,7 @@ class RateLimitExceeded(FluxError):
     @property
     def retry_after_seconds(self) -> int:
         """``retry_after`` as whole seconds rounded up (never 0 while a wait remains)."""
-        return _ceil_seconds(self.retry_after)
+        return ceil_seconds(self.retry_after)
 
     def to_headers(self) -> dict[str, str]:
         """HTTP headers for a 429 response.
@@ -102,7 +98,7 @@ class RateLimitExceeded(FluxError):
             headers["X-RateLimit-Limit"] = str(self.limit)
         headers["X-RateLimit-Remaining"] = str(max(0, self.remaining or 0))
         if self.reset_after is not None:
-            headers["X-RateLimit-Reset"] = str(_ceil_seconds(self.reset_after))
+            headers["X-RateLimit-Reset"] = str(ceil_seconds(self.reset_after))
         return headers
 
 

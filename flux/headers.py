@@ -1,6 +1,9 @@
 """HTTP headers for rate-limit decisions, and Retry-After jitter.
 
-One place builds every header flux sends, for every framework:
+One place builds every header flux sends, for every framework. The fields of one limit's
+decision are rendered by the native module (``RateLimitResult.header_items``,
+``ffi/src/python/headers.rs``); this module adds what the native side does not decide:
+``Retry-After`` with its jitter, and the lists of several limits.
 
 - ``Retry-After`` (denied only): whole seconds rounded **up**, so a client that obeys it is never
   early; plus up to ``jitter_max_ms`` of random delay when jitter is enabled, so that clients
@@ -20,7 +23,10 @@ import math
 import random
 import re
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from flux._flux import RateLimitResult
 
 __all__ = [
     "RATELIMIT",
@@ -50,21 +56,6 @@ RATELIMIT = "RateLimit"
 _UNSAFE = re.compile(r"[^\x20-\x24\x26-\x7e]")
 
 
-class Decision(Protocol):
-    """What the headers need from a decision (a ``RateLimitResult``)."""
-
-    @property
-    def allowed(self) -> bool: ...
-    @property
-    def limit(self) -> int: ...
-    @property
-    def remaining(self) -> int: ...
-    @property
-    def reset_after(self) -> float: ...
-    @property
-    def retry_after(self) -> float: ...
-
-
 class AppliedLimit(NamedTuple):
     """One limit that applied to a request: its name, window (seconds) and decision.
 
@@ -73,7 +64,7 @@ class AppliedLimit(NamedTuple):
 
     name: str
     window: float
-    result: Decision
+    result: RateLimitResult
 
 
 def ceil_seconds(seconds: float) -> int:
@@ -114,7 +105,7 @@ def window_seconds(window: float) -> int:
 def limit_headers(
     quoted_name: str,
     window_s: int,
-    result: Decision,
+    result: RateLimitResult,
     *,
     jitter_max_ms: int = 0,
     rng: random.Random | None = None,
@@ -123,23 +114,12 @@ def limit_headers(
 
     ``quoted_name`` is :func:`sf_string` of the name and ``window_s`` is
     :func:`window_seconds` of the window, both worked out once per limit by the caller.
-    The same headers as :func:`build_headers` gives for that one limit.
+    The same headers as :func:`build_headers` gives for that one limit: the native rendering
+    of the five fields (none when the store could not decide: any number would be made up),
+    and ``Retry-After`` when denied.
     """
-    if getattr(result, "fail_open", False):
-        return {}  # the store could not decide: any number would be made up
-    limit = result.limit
-    remaining = result.remaining
-    if remaining < 0:
-        remaining = 0
-    reset = ceil_seconds(result.reset_after)
-    headers = {
-        X_RATELIMIT_LIMIT: str(limit),
-        X_RATELIMIT_REMAINING: str(remaining),
-        X_RATELIMIT_RESET: str(reset),
-        RATELIMIT_POLICY: f"{quoted_name};q={limit};w={window_s}",
-        RATELIMIT: f"{quoted_name};r={remaining};t={reset}",
-    }
-    if not result.allowed:
+    headers = dict(result.header_items(quoted_name, window_s))
+    if headers and not result.allowed:
         headers[RETRY_AFTER] = str(
             retry_after_seconds(result.retry_after, jitter_max_ms=jitter_max_ms, rng=rng)
         )
@@ -158,7 +138,7 @@ def build_headers(
     one that makes the client wait longest), else the one with the fewest hits remaining.
     """
     # A limit whose store could not decide (fail open) has no numbers to show.
-    applied = [a for a in applied if not getattr(a.result, "fail_open", False)]
+    applied = [a for a in applied if not a.result.fail_open]
     if len(applied) == 1:
         name, window, result = applied[0]
         return limit_headers(

@@ -26,15 +26,17 @@ from __future__ import annotations
 import difflib
 import functools
 import hashlib
-import inspect
 import ipaddress
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
-from flux.config import FluxConfig, get_config
+from flux._signatures import positional_arity
+from flux.config import FORWARDED, FORWARDED_HEADERS, X_FORWARDED_FOR, FluxConfig, get_config
 
-if TYPE_CHECKING:
-    from flux.integrations._common import Integration
+# Finding the request's framework is the step before identity (docs/architecture.md, "One
+# hit"): flux-limiter's get_ip and generate_identity take a bare request.
+from flux.integrations import integration_for
+from flux.integrations._common import DUCK, Integration
 
 __all__ = [
     "FORWARDED",
@@ -50,10 +52,6 @@ __all__ = [
     "parse_forwarded",
     "parse_x_forwarded_for",
 ]
-
-X_FORWARDED_FOR = "X-Forwarded-For"
-FORWARDED = "Forwarded"
-FORWARDED_HEADERS = (X_FORWARDED_FOR, FORWARDED)
 
 KEY_IP = "ip"
 KEY_USER = "user"
@@ -207,18 +205,6 @@ def _check_forwarded_header(name: str) -> str:
     raise ValueError(f"forwarded_header must be one of {FORWARDED_HEADERS}, got {name!r}")
 
 
-def _arity(func: Callable[..., Any]) -> int | None:
-    """How many positional arguments ``func`` takes at least (None: unknown or any)."""
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        return None
-    params = signature.parameters.values()
-    if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return None
-    return sum(1 for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
-
-
 @functools.lru_cache(maxsize=8192)
 def _peer_ip(peer: str | None, ipv6_prefix: int | None) -> str:
     """The client IP when no proxy is trusted: the peer's address (IPv6 grouped)."""
@@ -331,7 +317,7 @@ class Identifier:
                 if not self._header:
                     raise ValueError('key "header:<Name>" needs a header name')
         elif callable(key):
-            self._arity = _arity(key)
+            self._arity = positional_arity(key)
         elif key is not None:
             raise TypeError(
                 "key must be None, 'ip', 'user', 'header:<Name>', a callable or a string, "
@@ -435,8 +421,6 @@ def get_ip(
     are read by duck typing (``client.host``, ``remote_addr``, ``META["REMOTE_ADDR"]``);
     ``"0.0.0.0"`` when nothing is found, as flux-limiter did.
     """
-    from flux.integrations import integration_for
-
     identifier = Identifier(
         config=config,
         trusted_proxies=trusted_proxies,
@@ -446,8 +430,6 @@ def get_ip(
     )
     integration = integration_for(request)
     if integration is None:
-        from flux.integrations._common import DUCK
-
         integration = DUCK
     ip = identifier.ip(integration, request)
     return "0.0.0.0" if ip == UNKNOWN_PEER else ip
@@ -459,9 +441,6 @@ def generate_identity(request: Any, key_func: KeySpec = None, prefix: str = "") 
     ``key_func`` is any ``key`` spec; ``None`` gives ``ip:<client ip>``. The result is not
     hashed here: flux hashes only when ``[flux] hash_keys`` is set.
     """
-    from flux.integrations import integration_for
-    from flux.integrations._common import DUCK
-
     identifier = Identifier(key_func, hash_keys=False)
     integration = integration_for(request) if request is not None else None
     if integration is None and request is not None:

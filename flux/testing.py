@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from flux.exceptions import RateLimitExceeded
-from flux.integrations._limits import current_clock, reset_all, use_clock
+from flux.integrations._declared import current_clock, reset_all, use_clock
 from flux.limiter import ManualClock
 
 __all__ = ["ManualClock", "assert_limited_after", "manual_clock", "reset", "use_clock"]

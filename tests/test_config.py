@@ -253,6 +253,13 @@ def test_policy_names(tmp_path: Path, written: str, policy: RateLimitPolicy) -> 
     assert load_text(tmp_path, f'[rate_limit]\npolicy = "{written}"\n').rate_limit.policy is policy
 
 
+def test_policies_are_the_cores_algorithms() -> None:
+    # Python names no algorithm the core does not count, and misses none (same order).
+    from flux import _flux
+
+    assert [policy.value for policy in RateLimitPolicy] == list(_flux.ALGORITHMS)
+
+
 def test_policy_is_a_string() -> None:
     assert RateLimitPolicy.GCRA == "gcra"
     assert str(RateLimitPolicy.TOKEN_BUCKET) == "token_bucket"

@@ -26,7 +26,7 @@ from flux import _flux as native
 from flux.config import LimitConfig
 from flux.decorators import limits_of
 from flux.identity import hash_identity
-from flux.integrations import _limits
+from flux.integrations import _declared
 from flux.testing import assert_limited_after, manual_clock, reset
 
 pytest_plugins = ["pytester"]
@@ -167,13 +167,13 @@ def test_decorating_a_class_is_refused() -> None:
 
 def test_limiter_is_built_once_not_per_call(monkeypatch: Any, clock: ManualClock) -> None:
     built = []
-    real = _limits.RateLimiter
+    real = _declared.RateLimiter
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         built.append(args)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(_limits, "RateLimiter", counting)
+    monkeypatch.setattr(_declared, "RateLimiter", counting)
     limit = rate_limit(requests=100, period=60, config=FluxConfig())
     assert len(built) == 1
 

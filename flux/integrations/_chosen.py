@@ -21,8 +21,9 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from flux.integrations._limits import BadCost, Rule, limits_for
+from flux.integrations._declared import limits_for
 from flux.integrations._policies import exempt_addresses
+from flux.integrations._rule import BadCost, Rule
 from flux.rates import is_rate_string
 
 if TYPE_CHECKING:

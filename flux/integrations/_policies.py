@@ -27,8 +27,9 @@ from flux.config import FluxConfig
 from flux.identity import Identifier, normalize_ip
 
 if TYPE_CHECKING:
+    from flux.integrations._check import Check
     from flux.integrations._common import Integration
-    from flux.integrations._limits import Check, Rule
+    from flux.integrations._rule import Rule
     from flux.limiter import RateLimitResult
 
 LOG = logging.getLogger("flux")

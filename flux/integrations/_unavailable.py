@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flux.exceptions import ConnectionError as StoreUnavailable
+from flux.headers import RETRY_AFTER
 from flux.integrations._common import Integration, RequestState
 
 __all__ = [
@@ -40,7 +41,7 @@ def unavailable_body(retry_after: int = RETRY_AFTER_S) -> dict[str, Any]:
 
 
 class Unavailable:
-    """Stands where a :class:`~flux.integrations._limits.Check` would: always denied, and its
+    """Stands where a :class:`~flux.integrations._check.Check` would: always denied, and its
     response is a 503 (the faces that answer 429s answer this the same way)."""
 
     __slots__ = ("error", "hook", "request", "state")
@@ -71,7 +72,7 @@ class Unavailable:
             response = self.hook(self.request, self.error)
             if response is not None:
                 return response
-        headers = {"Retry-After": str(RETRY_AFTER_S)}
+        headers = {RETRY_AFTER: str(RETRY_AFTER_S)}
         return integration.denied(unavailable_body(), headers, status=SERVICE_UNAVAILABLE)
 
     def header_items(self, raw: bool = False) -> list[tuple[Any, Any]]:

@@ -23,8 +23,9 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from flux.integrations import FrameworkNotInstalled
+from flux.integrations._check import Check
 from flux.integrations._common import TOO_MANY_REQUESTS, Integration, RequestState
-from flux.integrations._limits import Check
+from flux.integrations._global import GlobalLimits
 from flux.integrations._policies import alimited, asettle, limited, settle
 
 try:
@@ -147,7 +148,6 @@ class FluxMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
         """Build the limits from ``settings.FLUX_MIDDLEWARE``."""
-        from flux.middleware import GlobalLimits
 
         self.get_response = get_response
         options = getattr(settings, SETTING, None) or {}

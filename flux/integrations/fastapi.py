@@ -24,8 +24,9 @@ from collections.abc import Mapping
 from typing import Any, Callable
 
 from flux.integrations import FrameworkNotInstalled
+from flux.integrations._check import Check
 from flux.integrations._common import TOO_MANY_REQUESTS, Integration, RequestState
-from flux.integrations._limits import Check
+from flux.integrations._global import GlobalLimits
 from flux.integrations._policies import alimited, asettle
 
 try:
@@ -344,7 +345,6 @@ class FluxMiddleware:
 
     def __init__(self, app: ASGIApp, **options: Any) -> None:
         """Build the limits once, when the application stack is built."""
-        from flux.middleware import GlobalLimits
 
         self.app = app
         self.limits = GlobalLimits(**options)

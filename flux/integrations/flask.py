@@ -28,8 +28,9 @@ from flux.headers import (
     X_RATELIMIT_RESET,
 )
 from flux.integrations import FrameworkNotInstalled
+from flux.integrations._check import Check
 from flux.integrations._common import TOO_MANY_REQUESTS, Integration, RequestState
-from flux.integrations._limits import Check
+from flux.integrations._global import GlobalLimits
 from flux.integrations._policies import limited, settle
 
 try:
@@ -230,7 +231,6 @@ class FluxLimiter:
 
     def init_app(self, app: Flask) -> None:
         """Register the checks on ``app`` (``before_request`` / ``after_request``)."""
-        from flux.middleware import GlobalLimits
 
         limits = GlobalLimits(**self.options)
         app.extensions[EXTENSION_NAME] = limits
