@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flux.integrations._check import Check
@@ -41,17 +41,14 @@ def select(
     names no limit."""
     chosen: list[Rule] = []
     for source in sources:
-        rules = (
-            source.rules(integration, request, args, kwargs)
-            if type(source) is Chooser
-            else (source,)
-        )
+        rules: Sequence[Rule]
+        if isinstance(source, Chooser):
+            rules = source.rules(integration, request, args, kwargs)
+        else:
+            rules = (source,)
         for rule in rules:
-            if (
-                not rule.has_policies
-                or request is None
-                or not is_exempt(rule, integration, request)
-            ):
+            exempt = rule.may_exempt and request is not None
+            if not exempt or not is_exempt(rule, integration, request):
                 chosen.append(rule)
     return chosen
 
@@ -82,9 +79,8 @@ def policy_wrapper(
                     now = select(sources, integration, request, args, kwargs)
                 else:  # one limit chosen per request, the usual case: `select`, inline
                     spec = choose(request) if integration is not None else choose(*args, **kwargs)
-                    now = known.get(spec) if type(spec) is str else None
-                    if now is None:
-                        now = only.resolve(spec)
+                    found = known.get(spec) if type(spec) is str else None
+                    now = found if found is not None else only.resolve(spec)
                     exempt = only_exempts and now and request is not None
                     if exempt and is_exempt(now[0], integration, request):
                         now = []
@@ -156,9 +152,8 @@ def policy_wrapper(
                 now = select(sources, integration, request, args, kwargs)
             else:  # one limit chosen per request, the usual case: `select`, inline
                 spec = choose(request) if integration is not None else choose(*args, **kwargs)
-                now = known.get(spec) if type(spec) is str else None
-                if now is None:
-                    now = only.resolve(spec)
+                found = known.get(spec) if type(spec) is str else None
+                now = found if found is not None else only.resolve(spec)
                 exempt = only_exempts and now and request is not None
                 if exempt and is_exempt(now[0], integration, request):
                     now = []
