@@ -32,6 +32,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from flux._redis_py import redis_target
+
 __all__ = ["Frame", "HttpSource", "RedisSource", "SharedSource", "main", "render"]
 
 PORT_ENV = "FLUX_MONITOR_PORT"
@@ -76,7 +78,8 @@ class RedisSource:
 
     def __init__(self, url: str, stream: str, *, cluster: bool = False) -> None:
         """Read the analytics of stream ``stream`` in the Redis at ``url``."""
-        from flux.analytics.sinks import RedisReader, redact_url, redis_client
+        from flux._redis_py import redact_url, redis_client
+        from flux.analytics.sinks import RedisReader
 
         self.reader = RedisReader(redis_client(url, cluster=cluster), stream)
         self.label = f"Redis {redact_url(url)}"
@@ -347,9 +350,8 @@ def _candidates(args: argparse.Namespace) -> list[Callable[[], Any]]:
         lambda: HttpSource(args.host, port if port is not None else config.analytics.port)
     ]
     if args.port is None and config.storage == STORAGE_REDIS:
-        url = config.redis.connection_url()
-        cluster = bool(config.redis.cluster)
-        candidates.append(lambda: RedisSource(url, stream, cluster=cluster))
+        target = redis_target(config)
+        candidates.append(lambda: RedisSource(target.url, stream, cluster=target.cluster))
     if args.port is None and config.storage == STORAGE_SHARED:
         from flux._shared import region_path
 

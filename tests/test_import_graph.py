@@ -20,17 +20,8 @@ ROOT = Path(__file__).resolve().parents[1] / "flux"
 PACKAGE = "flux"
 
 # Known circles still to break, each edge of each listed once. Remove an entry when it is
-# fixed: the test then fails until it is gone from here too.
-# - flux/analytics is another engineer's (see CHANGELOG, Unreleased): the recorder imports the
-#   reporter's `wanted` switch, and the reporter loads the recorder on the first decision.
-KNOWN_CYCLES: set[frozenset[tuple[str, str]]] = {
-    frozenset(
-        {
-            ("flux.analytics.recorder", "flux.integrations._report"),
-            ("flux.integrations._report", "flux.analytics.recorder"),
-        }
-    ),
-}
+# fixed: the test then fails until it is gone from here too. (None left.)
+KNOWN_CYCLES: set[frozenset[tuple[str, str]]] = set()
 
 
 def _module_name(path: Path) -> str:

@@ -14,7 +14,6 @@ number of decisions. With ``sample_rate = 1`` every count is a whole number.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import time
@@ -23,6 +22,9 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
+from flux.identity import HASH_HEX_CHARS
+from flux.identity import hash_identity as digest
 
 __all__ = [
     "LATENCY_BUCKETS",
@@ -77,7 +79,6 @@ RawEvent = tuple[
 ]
 
 # Same digest as flux.identity.hash_identity: sha256, first 128 bits in hex.
-HASH_HEX_CHARS = 32
 _DIGEST = re.compile(f"[0-9a-f]{{{HASH_HEX_CHARS}}}")
 
 
@@ -90,7 +91,7 @@ def hash_identity(identity: str) -> str:
     """
     if _DIGEST.fullmatch(identity):
         return identity
-    return hashlib.sha256(identity.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_HEX_CHARS]
+    return digest(identity)
 
 
 @dataclass

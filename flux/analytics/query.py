@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from flux._redis_py import redis_target
 from flux._shared import region_path
 from flux.analytics.aggregate import Aggregate, Snapshot
 from flux.analytics.area import area_path
 from flux.analytics.recorder import _LiveSource, current
 from flux.analytics.server import Source, stats_document
 from flux.analytics.shared_sink import SharedReader
-from flux.analytics.sinks import MemorySink, RedisReader, redis_client
+from flux.analytics.sinks import MemorySink, RedisReader
 from flux.config import STORAGE_REDIS, STORAGE_SHARED, FluxConfig, get_config
 
 __all__ = ["snapshot", "stats"]
@@ -33,7 +34,7 @@ def _source(config: FluxConfig | None) -> tuple[Source, Any]:
         return _LiveSource(recorder), None
     config = config if config is not None else get_config()
     if config.storage == STORAGE_REDIS:
-        client = redis_client(config.redis.connection_url(), cluster=bool(config.redis.cluster))
+        client = redis_target(config).connect()
         return RedisReader(client, config.analytics.stream), client
     if config.storage == STORAGE_SHARED:
         return SharedReader(area_path(region_path(config))), None

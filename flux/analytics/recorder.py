@@ -27,12 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from flux import _prefork
+from flux._redis_py import redis_target
 from flux._shared import region_path
 from flux.analytics import hooks as _hooks_module
 from flux.analytics.aggregate import RawEvent, Snapshot, fold
 from flux.analytics.hooks import ALLOW, BLOCK, ERROR, Event, dispatch
 from flux.analytics.shared_sink import SharedSink
-from flux.analytics.sinks import MemorySink, RedisReader, RedisSink, Sink, redis_client
+from flux.analytics.sinks import MemorySink, RedisReader, RedisSink, Sink
 from flux.config import STORAGE_MEMORY, STORAGE_REDIS, STORAGE_SHARED, FluxConfig, get_config
 
 __all__ = [
@@ -235,12 +236,28 @@ def _hooks_changed(active: bool) -> None:
     _publish()
 
 
-def _publish() -> None:
-    """Tell the request path whether record() would do anything now (see
-    ``flux.integrations._report.wanted``): called after every change of what it reads."""
-    from flux.integrations import _report
+# Who is told whether record() would do anything (the request path's reporter subscribes
+# when it loads this module: it imports the recorder, never the other way round).
+_wanted_listeners: list[Callable[[bool], None]] = []
 
-    _report.wanted = _hooks_on or _append is not None or not _configured
+
+def on_wanted(listener: Callable[[bool], None]) -> None:
+    """Call ``listener(wanted)`` now and after every change of whether :func:`record` would
+    do anything (``flux.integrations._report`` skips timing decisions when it would not)."""
+    _wanted_listeners.append(listener)
+    listener(_wanted())
+
+
+def _wanted() -> bool:
+    return _hooks_on or _append is not None or not _configured
+
+
+def _publish() -> None:
+    """Tell the listeners whether record() would do anything now: called after every change
+    of what it reads."""
+    wanted = _wanted()
+    for listener in _wanted_listeners:
+        listener(wanted)
 
 
 _hooks_module._listeners.append(_hooks_changed)
@@ -372,11 +389,7 @@ def _sink_for(config: FluxConfig) -> Sink:
     the region's analytics file (summed over its processes) for the shared store."""
     if config.storage == STORAGE_REDIS:
         redis = config.redis
-        client = redis_client(
-            redis.connection_url(),
-            timeout=max(redis.timeout_ms / 1000.0, 2.0),
-            cluster=bool(redis.cluster),
-        )
+        client = redis_target(config).connect(timeout=max(redis.timeout_ms / 1000.0, 2.0))
         analytics = config.analytics
         return RedisSink(
             client, analytics.stream, analytics.retention, hash_keys=config.flux.hash_keys

@@ -30,9 +30,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from flux._redis_py import redact_url, redis_target
 from flux.analytics import dashboard, prometheus
 from flux.analytics.aggregate import Snapshot, snapshot_to_json
-from flux.analytics.sinks import MemorySink, RedisReader, redact_url, redis_client
+from flux.analytics.sinks import MemorySink, RedisReader
 
 __all__ = ["AnalyticsServer", "Source", "main", "start_background", "stats_document"]
 
@@ -203,13 +204,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     port = args.port if args.port is not None else config.analytics.port
     stream = args.stream or config.analytics.stream
-    url = args.redis
-    if url is None and config.storage == STORAGE_REDIS:
-        url = config.redis.connection_url()
+    target = None
+    if args.redis is not None or config.storage == STORAGE_REDIS:
+        target = redis_target(config, args.redis)
     source: Source
-    if url is not None:
+    if target is not None:
+        url = target.url
         try:
-            client = redis_client(url, cluster=args.redis is None and bool(config.redis.cluster))
+            client = target.connect()
         except (ImportError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

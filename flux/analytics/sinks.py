@@ -40,8 +40,8 @@ import threading
 import time
 from collections.abc import Sequence
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
+from flux._redis_py import redact_url, redis_client  # re-exported: analytics, monitor
 from flux.analytics.aggregate import (
     HISTORY_SECONDS,
     LATENCY_BUCKETS,
@@ -170,31 +170,6 @@ class MemorySink:
 
 
 # --- Redis -----------------------------------------------------------------------------------
-
-
-def redis_client(url: str, *, timeout: float = 2.0, cluster: bool = False) -> Any:
-    """A redis-py client for ``url`` (``redis://``, ``rediss://``, ``unix://``).
-
-    Raises ImportError with the install hint when redis-py is missing.
-    """
-    try:
-        import redis
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "flux analytics on Redis needs redis-py: pip install 'flux-ratelimit[redis]'"
-        ) from exc
-    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
-    if cluster:
-        from redis.cluster import RedisCluster
-
-        return RedisCluster.from_url(url, decode_responses=True, **options)
-    return redis.Redis.from_url(url, decode_responses=True, **options)
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for messages and logs)."""
-    password = urlsplit(url).password
-    return url if password is None else url.replace(f":{password}@", ":***@", 1)
 
 
 class _Keys:
