@@ -9,6 +9,7 @@ pub mod clock;
 pub mod decision;
 pub mod error;
 pub mod limiter;
+pub mod outcome;
 pub mod quota;
 pub mod store;
 
@@ -17,6 +18,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::Decision;
 pub use error::{Error, Result};
 pub use limiter::{Limiter, LimiterBuilder};
+pub use outcome::{FailurePolicy, MultiOutcome, Outcome, Source};
 pub use quota::Quota;
 pub use store::multi::hit_many;
 
