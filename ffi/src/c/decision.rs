@@ -55,19 +55,26 @@ impl flux_decision {
     }
 
     /// The C form of an outcome; a fail-open outcome's error becomes the calling thread's last
-    /// error (`flux_last_error` documents it).
-    #[inline]
+    /// error (`flux_last_error` documents it). Inlined into every hit: the error is moved out,
+    /// so the common case (no error) drops nothing.
+    #[inline(always)]
     pub(crate) fn of(outcome: Outcome) -> flux_decision {
-        if let Some(error) = &outcome.error {
+        let Outcome {
+            decision,
+            source,
+            error,
+        } = outcome;
+        if let Some(error) = error {
             report_fail_open(error);
         }
-        flux_decision::new(outcome.decision, outcome.source)
+        flux_decision::new(decision, source)
     }
 }
 
 /// Records why a hit was let through unchecked as the thread's last error.
 #[cold]
-pub(crate) fn report_fail_open(error: &Error) {
+#[inline(never)]
+pub(crate) fn report_fail_open(error: Box<Error>) {
     super::error::set_last_error(&format!(
         "redis failed, the hit was let through (fail open): {error}"
     ));

@@ -116,7 +116,7 @@ pub unsafe extern "C" fn flux_hit_many(
                 ..failure
             }
         })?;
-        if let Some(error) = &outcome.error {
+        if let Some(error) = outcome.error {
             report_fail_open(error);
         }
         let decisions: Vec<flux_decision> = outcome
