@@ -8,7 +8,7 @@
 mod support;
 
 use flux_core::store::redis::{BreakerState, RedisConfig, RedisStore, Source};
-use flux_core::{AlgorithmKind, Error, Limiter, Quota};
+use flux_core::{AlgorithmKind, Error, FailurePolicy, Limiter, Quota};
 use std::time::{Duration, Instant};
 use support::RedisServer;
 
@@ -295,4 +295,60 @@ fn a_server_that_never_existed_fails_fast() {
     // Several limits at once fail open together.
     let outcome = flux_core::hit_many(&[(&limiter, "k", 1)]).unwrap();
     assert!(outcome.allowed && outcome.source == Source::FailOpen);
+}
+
+#[test]
+fn each_limit_fails_by_its_own_policy_in_every_kind_of_hit() {
+    // A dead server: the store's default fails open, one limit overrides it to fail closed,
+    // and the core alone applies both, to single hits, pipelined batches and multi-limit hits.
+    let port = support::free_port(false);
+    let store = RedisStore::connect(RedisConfig {
+        fail_silently: true,
+        timeout_ms: TIMEOUT_MS,
+        ..RedisConfig::from_url(format!("redis://127.0.0.1:{port}"))
+    })
+    .unwrap();
+    let lenient = limiter(&store, AlgorithmKind::Gcra);
+    let strict = Limiter::builder(Quota::new(1000, HOUR, None).unwrap())
+        .prefix("faults-strict:")
+        .failure_policy(FailurePolicy::Closed)
+        .build_redis(&store)
+        .unwrap();
+    assert_eq!(lenient.failure_policy(), FailurePolicy::Open);
+    assert_eq!(strict.failure_policy(), FailurePolicy::Closed);
+
+    let open = lenient.hit_outcome("k", 3).unwrap();
+    assert_eq!(open.source, Source::FailOpen);
+    assert_eq!(
+        (open.decision.allowed, open.decision.remaining),
+        (true, 997)
+    );
+    assert!(open.error.is_some());
+    assert!(matches!(strict.hit_outcome("k", 1), Err(Error::Store(_))));
+    assert!(matches!(strict.peek_outcome("k"), Err(Error::Store(_))));
+    assert!(matches!(
+        strict.refund_outcome("k", 1),
+        Err(Error::Store(_))
+    ));
+    assert_eq!(
+        lenient.refund_outcome("k", 1).unwrap().source,
+        Source::FailOpen
+    );
+    // A bad cost is the caller's bug, never a failure to let through.
+    assert!(matches!(
+        lenient.hit_outcome("k", 0),
+        Err(Error::InvalidCost { .. })
+    ));
+
+    let batch = store.hit_batch(&[(&lenient, "k", 1), (&strict, "k", 1)]);
+    assert_eq!(batch[0].as_ref().unwrap().source, Source::FailOpen);
+    assert!(matches!(batch[1], Err(Error::Store(_))));
+
+    // All or nothing fails open only if every limit does.
+    let both = flux_core::hit_many(&[(&lenient, "k", 1), (&lenient, "other", 1)]).unwrap();
+    assert!(both.allowed && both.source == Source::FailOpen && both.error.is_some());
+    assert!(matches!(
+        flux_core::hit_many(&[(&lenient, "k", 1), (&strict, "k", 1)]),
+        Err(Error::Store(_))
+    ));
 }
