@@ -20,7 +20,7 @@ pub use error::{Error, Result};
 pub use limiter::{Limiter, LimiterBuilder};
 pub use outcome::{FailurePolicy, MultiOutcome, Outcome, Source};
 pub use quota::Quota;
-pub use store::multi::hit_many;
+pub use store::multi::{check_many, hit_many};
 
 /// Nanoseconds, the core's one unit of time.
 pub type Nanos = u64;

@@ -129,6 +129,44 @@ impl<'a> Group<'a> {
     }
 }
 
+/// Checks what [`hit_many`] checks before it hits anything: at least one item, every cost,
+/// and every limiter on one store (errors name the item). For a face that sends the hit later
+/// (an async pipeline) and refuses a bad batch at once.
+pub fn check_many(items: &[(&Limiter, &str, u64)]) -> Result<()> {
+    one_store(items).map(|_| ())
+}
+
+/// The one store of `items`, once every item is checked (see [`check_many`]).
+fn one_store<'a>(items: &[(&'a Limiter, &str, u64)]) -> Result<Group<'a>> {
+    let Some(&(first, _, _)) = items.first() else {
+        return Err(Error::InvalidArgument(
+            "a multi-limit hit needs at least one limit".into(),
+        ));
+    };
+    let group = Group::of(first)?;
+    for (index, &(limiter, _, cost)) in items.iter().enumerate() {
+        // The item that breaks a rule is named (a cost error names its cost already).
+        let at = |error: Error| match error {
+            Error::InvalidArgument(reason) => {
+                Error::InvalidArgument(format!("items[{index}]: {reason}"))
+            }
+            other => other,
+        };
+        limiter.check_cost(cost)?;
+        if !Group::of(limiter).map_err(at)?.same(&group) {
+            return Err(at(Error::InvalidArgument(format!(
+                "its limiter is not on the same store as items[0]'s (it is on the {} store, \
+                 items[0]'s on the {} store): a multi-limit hit needs every limiter on one \
+                 store (all on the embedded store, all on shared regions, or all on the same \
+                 Redis store)",
+                limiter.store().name(),
+                first.store().name(),
+            ))));
+        }
+    }
+    Ok(group)
+}
+
 /// Hits every `(limiter, key, cost)` atomically: either every limit allows and all are
 /// consumed, or none is consumed.
 ///
@@ -142,31 +180,7 @@ impl<'a> Group<'a> {
 /// on a cluster one identity). Errors name the first item that breaks a rule (`items[i]: …`).
 /// On Redis a failure fails open only if every limit does.
 pub fn hit_many(items: &[(&Limiter, &str, u64)]) -> Result<MultiOutcome> {
-    let Some(&(first, _, _)) = items.first() else {
-        return Err(Error::InvalidArgument(
-            "a multi-limit hit needs at least one limit".into(),
-        ));
-    };
-    let group = Group::of(first)?;
-    for (index, &(limiter, _, cost)) in items.iter().enumerate() {
-        let at = |error: Error| match error {
-            Error::InvalidCost { .. } => error,
-            Error::InvalidArgument(reason) => {
-                Error::InvalidArgument(format!("items[{index}]: {reason}"))
-            }
-            other => other,
-        };
-        limiter.check_cost(cost)?;
-        if !Group::of(limiter).map_err(at)?.same(&group) {
-            return Err(at(Error::InvalidArgument(format!(
-                "its limiter is not on the same store as items[0]'s (it is on the {} store, \
-                 items[0]'s on the {} store): a multi-limit hit needs every limiter on one store (all on the embedded store, all on shared \
-                 regions, or all on the same Redis store)",
-                limiter.store().name(),
-                first.store().name(),
-            ))));
-        }
-    }
+    let group = one_store(items)?;
     let decided = |decisions: Vec<Decision>, source| MultiOutcome {
         allowed: decisions.iter().all(|d| d.allowed),
         decisions,
@@ -177,7 +191,7 @@ pub fn hit_many(items: &[(&Limiter, &str, u64)]) -> Result<MultiOutcome> {
         Group::Memory => Ok(decided(locked(items)?, Source::Memory)),
         Group::Shared => Ok(decided(check_then_hit(items)?, Source::Shared)),
         #[cfg(feature = "redis")]
-        Group::Redis(redis) => redis.store().hit_many(items),
+        Group::Redis(redis) => redis.store().hit_many_checked(items),
         #[cfg(not(feature = "redis"))]
         Group::Never(_) => unreachable!(),
     }

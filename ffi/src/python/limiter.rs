@@ -446,10 +446,12 @@ pub fn ahit_many(
         .and_then(|(limiter, _, _)| limiter.redis.as_ref());
     match store {
         Some(store) => {
-            // Refused now, not when awaited: a bad cost is the caller's bug.
-            for (limiter, _, cost) in &items {
-                limiter.inner.check_cost(*cost).map_err(to_py)?;
-            }
+            // Refused now, not when awaited: a bad batch is the caller's bug.
+            let batch: Vec<(&flux_core::Limiter, &str, u64)> = items
+                .iter()
+                .map(|(limiter, key, cost)| (limiter.inner.as_ref(), key.as_str(), *cost))
+                .collect();
+            flux_core::check_many(&batch).map_err(to_py)?;
             let dispatcher = store.get().handle.dispatcher(py);
             let work = Work::Many {
                 items: items

@@ -31,6 +31,13 @@ impl RedisStore {
     /// learns from the denials, though). When the first limit was built with a clock, the
     /// script runs at its time. A failure fails open only if every limit does.
     pub fn hit_many(&self, hits: &[(&Limiter, &str, u64)]) -> Result<MultiOutcome> {
+        crate::check_many(hits)?;
+        self.hit_many_checked(hits)
+    }
+
+    /// [`Self::hit_many`] of a batch [`crate::check_many`] accepted (what [`crate::hit_many`]
+    /// sends here).
+    pub(crate) fn hit_many_checked(&self, hits: &[(&Limiter, &str, u64)]) -> Result<MultiOutcome> {
         let now_us = hits
             .first()
             .and_then(|(limiter, _, _)| limiter.redis())
@@ -41,6 +48,7 @@ impl RedisStore {
     /// [`Self::hit_many`] at an explicit time (µs since the epoch) instead of the server's;
     /// for replays and tests. Failures are always returned as errors.
     pub fn hit_many_at(&self, hits: &[(&Limiter, &str, u64)], now_us: u64) -> Result<MultiOutcome> {
+        crate::check_many(hits)?;
         self.multi(hits, Some(now_us), Failing::AsErrors)
     }
 
@@ -50,16 +58,12 @@ impl RedisStore {
         now_us: Option<u64>,
         failing: Failing,
     ) -> Result<MultiOutcome> {
-        if hits.is_empty() {
-            return Err(Error::InvalidArgument(
-                "a multi-limit hit needs at least one limit".into(),
-            ));
-        }
         let mut limits: Vec<(LimitSpec, u64)> = Vec::with_capacity(hits.len());
         let mut keys: Vec<String> = Vec::with_capacity(hits.len());
         let mut all_open = true;
+        // Costs and the one store were checked by `crate::check_many`; a limiter of another
+        // Redis store would still be refused here, before anything is sent.
         for (limiter, key, cost) in hits {
-            limiter.check_cost(*cost)?;
             let limit = match limiter.redis() {
                 Some(limit) if limit.store().same(self) => limit,
                 _ => {
