@@ -382,10 +382,11 @@ fn a_multi_limit_hit_on_the_shared_store_is_all_or_nothing() {
     let memory = Limiter::builder(Quota::new(10, HOUR, None).unwrap())
         .build_memory()
         .unwrap();
-    match hit_many(&[(&per_hour, "k", 1), (&memory, "k", 1)]) {
-        Err(Error::InvalidArgument(message)) => {
+    let err = hit_many(&[(&per_hour, "k", 1), (&memory, "k", 1)]).unwrap_err();
+    match (&err, err.innermost()) {
+        (Error::Item { index: 1, .. }, Error::InvalidArgument(message)) => {
             assert!(message.contains("shared store"), "{message}")
         }
-        other => panic!("expected a clear error, got {other:?}"),
+        _ => panic!("expected a clear error naming items[1], got {err:?}"),
     }
 }

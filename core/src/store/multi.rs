@@ -145,14 +145,12 @@ fn one_store<'a>(items: &[(&'a Limiter, &str, u64)]) -> Result<Group<'a>> {
     };
     let group = Group::of(first)?;
     for (index, &(limiter, _, cost)) in items.iter().enumerate() {
-        // The item that breaks a rule is named (a cost error names its cost already).
-        let at = |error: Error| match error {
-            Error::InvalidArgument(reason) => {
-                Error::InvalidArgument(format!("items[{index}]: {reason}"))
-            }
-            other => other,
+        // The item that breaks a rule is named.
+        let at = |error: Error| Error::Item {
+            index,
+            error: Box::new(error),
         };
-        limiter.check_cost(cost)?;
+        limiter.check_cost(cost).map_err(at)?;
         if !Group::of(limiter).map_err(at)?.same(&group) {
             return Err(at(Error::InvalidArgument(format!(
                 "its limiter is not on the same store as items[0]'s (it is on the {} store, \

@@ -85,6 +85,23 @@ pub extern "C" fn flux_last_error() -> *const c_char {
 impl From<Error> for Failure {
     #[cold]
     fn from(error: Error) -> Failure {
+        let error = match error {
+            // An element of a `flux_hit` array: named as the C caller knows it, and the code
+            // of what was wrong with it.
+            Error::Item { index, error } => {
+                let inner = Failure::from(*error);
+                let message = match inner.code {
+                    flux_result::InvalidArgument => inner
+                        .message
+                        .strip_prefix("invalid argument: ")
+                        .unwrap_or(&inner.message)
+                        .to_string(),
+                    _ => inner.message,
+                };
+                return Failure::new(inner.code, format!("hits[{index}]: {message}"));
+            }
+            error => error,
+        };
         let code = match &error {
             Error::InvalidQuota { field, .. } => match *field {
                 "requests" => flux_result::InvalidRequests,
@@ -97,6 +114,7 @@ impl From<Error> for Failure {
             Error::InvalidKey(_) => flux_result::InvalidKey,
             Error::InvalidArgument(_) => flux_result::InvalidArgument,
             Error::Store(_) => flux_result::StoreError,
+            Error::Item { .. } => unreachable!("unwrapped above"),
         };
         Failure::new(code, error.to_string())
     }

@@ -5,7 +5,7 @@ use super::decision::{flux_decision, report_fail_open};
 use super::error::Failure;
 use super::limiter::flux_limiter;
 use super::result::flux_result;
-use flux_core::{Error, Limiter};
+use flux_core::Limiter;
 use std::ffi::c_char;
 
 /// One element of a `flux_hit_many` batch: a hit of `cost` on the key `key[0 .. key_len)` of
@@ -97,25 +97,11 @@ pub unsafe extern "C" fn flux_hit_many(
             let limiter = unsafe { &*hit.limiter };
             // SAFETY: NULL or readable for key_len bytes per the contract.
             let key = unsafe { args::key(hit.key, hit.key_len) }.map_err(at)?;
-            // The core checks costs too, but cannot say which element of a C array was wrong.
-            let capacity = limiter.limiter.limit();
-            if hit.cost == 0 || hit.cost > capacity {
-                return Err(at(Failure::from(Error::InvalidCost {
-                    cost: hit.cost,
-                    capacity,
-                })));
-            }
             batch.push((&limiter.limiter, key, hit.cost));
         }
-        // One store for the whole batch, and how to hit it, is the core's to check and decide.
-        let outcome = flux_core::hit_many(&batch).map_err(|error| {
-            let failure = Failure::from(error);
-            // The core names the items of its own list; here they are the elements of `hits`.
-            Failure {
-                message: failure.message.replacen("items[", "hits[", 1),
-                ..failure
-            }
-        })?;
+        // Costs, one store for the whole batch and how to hit it are the core's to check and
+        // decide; its errors name the element (`hits[i]`, see `error.rs`).
+        let outcome = flux_core::hit_many(&batch)?;
         if let Some(error) = outcome.error {
             report_fail_open(error);
         }
