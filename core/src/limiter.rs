@@ -132,14 +132,17 @@ impl Limiter {
     /// defers a hit (an async pipeline) can refuse a bad cost at once.
     #[inline]
     pub fn check_cost(&self, cost: u64) -> Result<()> {
-        if cost == 0 || cost > self.limit {
-            return Err(Error::InvalidCost {
-                cost,
-                capacity: self.limit,
-            });
-        }
-        Ok(())
+        check_cost(cost, self.limit)
     }
+}
+
+/// The one rule for a cost: at least 1, at most the capacity (a larger hit could never pass).
+#[inline]
+pub(crate) fn check_cost(cost: u64, capacity: u64) -> Result<()> {
+    if cost == 0 || cost > capacity {
+        return Err(Error::InvalidCost { cost, capacity });
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Limiter {

@@ -7,7 +7,7 @@ use super::failure::Failure;
 use super::scripts::{self, LimitSpec, Scripts};
 use super::store::{RedisStore, Shared};
 use crate::store::Store;
-use crate::{Clock, Decision, Error, FailurePolicy, Outcome, Result, Source};
+use crate::{Clock, Decision, FailurePolicy, Outcome, Result, Source};
 use std::fmt;
 use std::sync::Arc;
 
@@ -104,13 +104,7 @@ impl RedisLimit {
     /// Refuses a cost of 0 or above the capacity (for the entry points that do not come
     /// through [`crate::Limiter`], which checks it itself).
     fn check_cost(&self, cost: u64) -> Result<()> {
-        if cost == 0 || cost > self.spec.limit {
-            return Err(Error::InvalidCost {
-                cost,
-                capacity: self.spec.limit,
-            });
-        }
-        Ok(())
+        crate::limiter::check_cost(cost, self.spec.limit)
     }
 
     /// One EVALSHA of the one-limit script, through the breaker.
