@@ -5,7 +5,7 @@
 //! A process-wide generation number is bumped in the child right after a fork (by a face's
 //! at-fork hook: [`after_fork_in_child`]). A store used in a newer generation builds fresh
 //! internals and leaks the old ones on purpose: dropping them could block on a lock some
-//! vanished thread of the parent held. The hit path reads two atomics and takes no lock, so
+//! vanished thread of the parent held. The hit path reads three atomics and takes no lock, so
 //! no lock of this file can be held across a fork by another thread.
 
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
