@@ -108,11 +108,11 @@ typedef enum flux_result {
 } flux_result;
 
 /*
- Where a decision came from.
+ Where a decision came from (the C form of the core's `Source`: see `flux_source::of`).
  */
 typedef enum flux_source {
   /*
-   The embedded (in-process) store decided.
+   The embedded (in-process) store decided, or a shared-memory region.
    */
   FLUX_SOURCE_MEMORY = 0,
   /*
@@ -125,7 +125,7 @@ typedef enum flux_source {
    */
   FLUX_SOURCE_DENY_CACHE = 2,
   /*
-   Redis failed and the store fails open: the hit was let through and counted nowhere;
+   Redis failed and the limit fails open: the hit was let through and counted nowhere;
    `flux_last_error()` says what failed.
    */
   FLUX_SOURCE_FAIL_OPEN = 3,

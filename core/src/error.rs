@@ -18,6 +18,19 @@ pub enum Error {
     InvalidArgument(String),
     /// The backing store could not be reached or failed (Redis down, timeout, ...).
     Store(String),
+    /// What was wrong with item `index` of a list (a multi-limit hit's items), so that each
+    /// face can name the element in its own terms (C's `hits[i]`, Python's `items[i]`).
+    Item { index: usize, error: Box<Error> },
+}
+
+impl Error {
+    /// The error itself, out of any [`Error::Item`] around it (what decides its kind).
+    pub fn innermost(&self) -> &Error {
+        match self {
+            Error::Item { error, .. } => error.innermost(),
+            other => other,
+        }
+    }
 }
 
 /// Result alias used throughout the core.
@@ -42,6 +55,7 @@ impl fmt::Display for Error {
             Error::InvalidKey(reason) => write!(f, "invalid key: {reason}"),
             Error::InvalidArgument(reason) => write!(f, "invalid argument: {reason}"),
             Error::Store(reason) => write!(f, "store error: {reason}"),
+            Error::Item { index, error } => write!(f, "items[{index}]: {error}"),
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod decision;
 pub mod error;
 pub mod limiter;
+pub mod outcome;
 pub mod quota;
 pub mod store;
 
@@ -17,8 +18,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use decision::Decision;
 pub use error::{Error, Result};
 pub use limiter::{Limiter, LimiterBuilder};
+pub use outcome::{FailurePolicy, MultiOutcome, Outcome, Source};
 pub use quota::Quota;
-pub use store::multi::hit_many;
+pub use store::multi::{check_many, hit_many};
 
 /// Nanoseconds, the core's one unit of time.
 pub type Nanos = u64;

@@ -3,7 +3,9 @@
 use crate::store::memory::MemoryStore;
 use crate::store::Store;
 use crate::SystemClock;
-use crate::{with_algorithm, AlgorithmKind, Clock, Decision, Error, Quota, Result};
+use crate::{
+    with_algorithm, AlgorithmKind, Clock, Decision, Error, FailurePolicy, Outcome, Quota, Result,
+};
 use std::fmt;
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ pub struct Limiter {
     kind: AlgorithmKind,
     limit: u64,
     prefix: String,
+    policy: FailurePolicy,
 }
 
 impl Limiter {
@@ -28,6 +31,7 @@ impl Limiter {
             clock: None,
             max_keys: None,
             prefix: String::new(),
+            policy: None,
         }
     }
 
@@ -37,6 +41,16 @@ impl Limiter {
     /// `Store` when the store fails.
     #[inline]
     pub fn hit(&self, key: &str, cost: u64) -> Result<Decision> {
+        self.hit_outcome(key, cost).map(|outcome| outcome.decision)
+    }
+
+    /// [`Self::hit`], saying where the decision came from (the store, its deny cache, or a
+    /// failure let through by the limit's [`FailurePolicy`]).
+    ///
+    /// Errors: `InvalidCost` (never subject to the failure policy: a bad cost is the caller's
+    /// bug); `Store` when the store fails and the limit fails closed.
+    #[inline]
+    pub fn hit_outcome(&self, key: &str, cost: u64) -> Result<Outcome> {
         self.check_cost(cost)?;
         self.store.hit(key, cost)
     }
@@ -49,12 +63,24 @@ impl Limiter {
     /// Errors: `InvalidCost` when cost is 0 or exceeds the capacity (as for [`Self::hit`]);
     /// `Store` when the store fails.
     pub fn refund(&self, key: &str, cost: u64) -> Result<Decision> {
+        self.refund_outcome(key, cost)
+            .map(|outcome| outcome.decision)
+    }
+
+    /// [`Self::refund`], saying where the decision came from. Failing open, a refund the
+    /// store could not make is lost (the hit it meant to undo stays counted).
+    pub fn refund_outcome(&self, key: &str, cost: u64) -> Result<Outcome> {
         self.check_cost(cost)?;
         self.store.refund(key, cost)
     }
 
     /// What a hit of cost 1 on `key` would see now, without counting it.
     pub fn peek(&self, key: &str) -> Result<Decision> {
+        self.peek_outcome(key).map(|outcome| outcome.decision)
+    }
+
+    /// [`Self::peek`], saying where the decision came from.
+    pub fn peek_outcome(&self, key: &str) -> Result<Outcome> {
         self.store.peek(key)
     }
 
@@ -88,16 +114,35 @@ impl Limiter {
         self.store.as_ref()
     }
 
-    #[inline]
-    pub(crate) fn check_cost(&self, cost: u64) -> Result<()> {
-        if cost == 0 || cost > self.limit {
-            return Err(Error::InvalidCost {
-                cost,
-                capacity: self.limit,
-            });
-        }
-        Ok(())
+    /// What happens to a hit the store cannot decide (see docs/architecture.md, *Failures*):
+    /// the policy given to the builder, else the store's default. The embedded and shared
+    /// stores cannot fail that way and never consult it.
+    pub fn failure_policy(&self) -> FailurePolicy {
+        self.policy
     }
+
+    /// The limit's state in Redis, when it lives there.
+    #[cfg(feature = "redis")]
+    pub fn redis(&self) -> Option<&crate::store::redis::RedisLimit> {
+        self.store.redis()
+    }
+
+    /// Refuses a cost of 0 or above the capacity (such a hit could never pass): the one cost
+    /// check, which every hit, refund and multi-limit hit makes; public so that a face that
+    /// defers a hit (an async pipeline) can refuse a bad cost at once.
+    #[inline]
+    pub fn check_cost(&self, cost: u64) -> Result<()> {
+        check_cost(cost, self.limit)
+    }
+}
+
+/// The one rule for a cost: at least 1, at most the capacity (a larger hit could never pass).
+#[inline]
+pub(crate) fn check_cost(cost: u64, capacity: u64) -> Result<()> {
+    if cost == 0 || cost > capacity {
+        return Err(Error::InvalidCost { cost, capacity });
+    }
+    Ok(())
 }
 
 impl fmt::Debug for Limiter {
@@ -117,16 +162,27 @@ pub struct LimiterBuilder {
     clock: Option<Arc<dyn Clock>>,
     max_keys: Option<usize>,
     prefix: String,
+    policy: Option<FailurePolicy>,
 }
 
 impl LimiterBuilder {
+    /// What happens to a hit the store cannot decide (Redis down, timed out, refusing):
+    /// fail open or closed. Unset, the limit takes its store's default (`RedisConfig::
+    /// fail_silently`). One setting for every face: C and Python hits of one limit fail the
+    /// same way because the core alone applies it (see docs/architecture.md, *Failures*).
+    pub fn failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
     /// The algorithm (default GCRA).
     pub fn algorithm(mut self, kind: AlgorithmKind) -> Self {
         self.kind = kind;
         self
     }
 
-    /// The clock (default [`SystemClock`]).
+    /// The clock (default [`SystemClock`]). On Redis, given a clock, hits are decided at its
+    /// time instead of Redis's `TIME` and skip the deny cache (replays and tests).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self
@@ -177,14 +233,27 @@ impl LimiterBuilder {
             kind: self.kind,
             limit,
             prefix,
+            policy: self.policy.unwrap_or(FailurePolicy::Closed),
         })
     }
 
     /// Builds the limiter on the Redis store `store`: its state lives in Redis under
     /// `{key_prefix}{prefix}{<identity>}:<algorithm>` (see [`LimiterBuilder::prefix`]).
+    /// Fails if the quota does not fit the scripts' arithmetic (said now, not at the first
+    /// hit).
     #[cfg(feature = "redis")]
     pub fn build_redis(self, store: &crate::store::redis::RedisStore) -> Result<Limiter> {
-        self.build_with(|quota, kind, prefix| Ok(Box::new(store.limit(quota, kind, prefix)?)))
+        let policy = self
+            .policy
+            .unwrap_or_else(|| FailurePolicy::from_fail_open(store.config().fail_silently));
+        let clock = self.clock.clone();
+        let limiter = self
+            .failure_policy(policy)
+            .build_with(|quota, kind, prefix| {
+                Ok(Box::new(store.limit(quota, kind, prefix, policy, clock)?))
+            })?;
+        store.note_limit_policy(limiter.prefix(), policy.is_open());
+        Ok(limiter)
     }
 
     /// Builds the limiter on the shared-memory region `region`: every process that opens the
@@ -214,6 +283,7 @@ impl LimiterBuilder {
             kind: self.kind,
             limit,
             prefix,
+            policy: self.policy.unwrap_or(FailurePolicy::Closed),
         })
     }
 }

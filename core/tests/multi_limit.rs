@@ -16,11 +16,15 @@ fn when_one_limit_denies_the_other_is_not_consumed() {
     let per_second = limiter(2, 1, &clock);
     let per_hour = limiter(1000, 3600, &clock);
     for _ in 0..2 {
-        let both = hit_many(&[(&per_second, "k", 1), (&per_hour, "k", 1)]).unwrap();
+        let both = hit_many(&[(&per_second, "k", 1), (&per_hour, "k", 1)])
+            .unwrap()
+            .decisions;
         assert!(both.iter().all(|d| d.allowed));
     }
     for _ in 0..50 {
-        let both = hit_many(&[(&per_second, "k", 1), (&per_hour, "k", 1)]).unwrap();
+        let both = hit_many(&[(&per_second, "k", 1), (&per_hour, "k", 1)])
+            .unwrap()
+            .decisions;
         assert!(!both[0].allowed);
         assert!(both[1].allowed, "the hour limit alone would pass");
         assert_eq!(both[1].remaining, 998, "but nothing was taken from it");
@@ -38,6 +42,7 @@ fn when_the_hour_limit_denies_the_second_limit_keeps_its_budget() {
         clock.advance(NANOS_PER_SEC);
         if hit_many(&[(&per_second, "k", 1), (&per_hour, "k", 1)])
             .unwrap()
+            .decisions
             .iter()
             .all(|d| d.allowed)
         {
@@ -52,9 +57,13 @@ fn when_the_hour_limit_denies_the_second_limit_keeps_its_budget() {
 fn the_same_limit_twice_in_one_batch_counts_twice() {
     let clock = Arc::new(ManualClock::new(NANOS_PER_SEC));
     let lim = limiter(3, 60, &clock);
-    let d = hit_many(&[(&lim, "k", 1), (&lim, "k", 2)]).unwrap();
+    let d = hit_many(&[(&lim, "k", 1), (&lim, "k", 2)])
+        .unwrap()
+        .decisions;
     assert!(d[0].allowed && d[1].allowed && d[1].remaining == 0);
-    let d = hit_many(&[(&lim, "k", 1), (&lim, "other", 1)]).unwrap();
+    let d = hit_many(&[(&lim, "k", 1), (&lim, "other", 1)])
+        .unwrap()
+        .decisions;
     assert!(!d[0].allowed && d[1].allowed);
     assert_eq!(
         lim.peek("other").unwrap().remaining,
@@ -91,7 +100,11 @@ fn concurrent_multi_hits_are_exact_and_never_deadlock() {
                                 } else {
                                     vec![(&*b, "k", 1), (&*a, "k", 1)]
                                 };
-                                hit_many(&items).unwrap().iter().all(|d| d.allowed)
+                                hit_many(&items)
+                                    .unwrap()
+                                    .decisions
+                                    .iter()
+                                    .all(|d| d.allowed)
                             })
                             .count()
                     })

@@ -42,7 +42,7 @@ fn every_vector_replays_exactly_through_the_batch_script() {
         )
         .unwrap();
         let limiter = redis_limiter(&store, quota, kind, &format!("vbatch{n}:"));
-        let limit = store.limit_of(&limiter).unwrap();
+        let limit = limiter.redis().unwrap().clone();
         let steps = &vector.steps;
         let mut i = 0;
         while i < steps.len() {
@@ -143,11 +143,7 @@ fn batch_decisions_equal_one_by_one_decisions_for_every_algorithm() {
         let batch = store.hit_batch_at(&hits, now);
         for ((pair, key, cost), got) in picks.iter().zip(batch) {
             let alone = &pairs[*pair].1;
-            let expected: Decision = store
-                .limit_of(alone)
-                .unwrap()
-                .hit_at(key, *cost, now)
-                .unwrap();
+            let expected: Decision = alone.redis().unwrap().hit_at(key, *cost, now).unwrap();
             let got = got.unwrap();
             assert_eq!(
                 got,
@@ -259,7 +255,7 @@ fn one_bad_key_fails_alone_and_the_rest_of_the_batch_stands() {
     let gcra = redis_limiter(&open, quota, AlgorithmKind::Gcra, "bad:");
     let results = open.hit_batch(&[(&gcra, "list", 1), (&gcra, "good", 1)]);
     let first = results[0].as_ref().unwrap();
-    assert!(first.failed_open() && first.decision.allowed);
+    assert!(first.is_fail_open() && first.decision.allowed);
     let second = results[1].as_ref().unwrap();
     assert_eq!(
         (&second.source, second.decision.remaining),

@@ -80,7 +80,7 @@ fn limits_work_on_a_cluster_and_keys_spread_over_its_masters() {
     }
     let fresh = limiter(&store, 5, AlgorithmKind::TokenBucket, "after-flush:");
     for i in 0..20 {
-        let outcome = store.hit(&fresh, &format!("id{i}"), 1).unwrap();
+        let outcome = fresh.hit_outcome(&format!("id{i}"), 1).unwrap();
         assert_eq!(outcome.source, Source::Redis);
         assert_eq!(outcome.decision.remaining, 4);
     }

@@ -8,7 +8,7 @@
 mod support;
 
 use flux_core::store::redis::{BreakerState, RedisConfig, RedisStore, Source};
-use flux_core::{AlgorithmKind, Error, Limiter, Quota};
+use flux_core::{AlgorithmKind, Error, FailurePolicy, Limiter, Quota};
 use std::time::{Duration, Instant};
 use support::RedisServer;
 
@@ -38,7 +38,6 @@ fn limiter(store: &RedisStore, kind: AlgorithmKind) -> Limiter {
 
 /// Hits until `done` says so (at most `limit` times), checking each is quick enough.
 fn hit_until(
-    store: &RedisStore,
     limiter: &Limiter,
     limit: usize,
     mut done: impl FnMut(&flux_core::Result<flux_core::store::redis::Outcome>) -> bool,
@@ -46,7 +45,7 @@ fn hit_until(
     let bound = Duration::from_millis(TIMEOUT_MS) + SLACK;
     for _ in 0..limit {
         let start = Instant::now();
-        let outcome = store.hit(limiter, "k", 1);
+        let outcome = limiter.hit_outcome("k", 1);
         let took = start.elapsed();
         assert!(
             took <= bound,
@@ -65,20 +64,18 @@ fn killed_and_restarted(fail_silently: bool) {
     let store = store(&server, fail_silently);
     let limiter = limiter(&store, AlgorithmKind::Gcra);
     for _ in 0..3 {
-        assert_eq!(store.hit(&limiter, "k", 1).unwrap().source, Source::Redis);
+        assert_eq!(limiter.hit_outcome("k", 1).unwrap().source, Source::Redis);
     }
     server.kill();
     // Each failure is quick and clear; the breaker opens after three.
     let mut messages = Vec::new();
     for _ in 0..3 {
         let start = Instant::now();
-        match store.hit(&limiter, "k", 1) {
+        match limiter.hit_outcome("k", 1) {
             Ok(outcome) => {
                 assert!(fail_silently);
-                assert!(outcome.decision.allowed && outcome.failed_open());
-                let Source::FailOpen(err) = outcome.source else {
-                    unreachable!()
-                };
+                assert!(outcome.decision.allowed && outcome.is_fail_open());
+                let err = outcome.error.expect("a fail-open outcome says why");
                 messages.push(err.to_string());
             }
             Err(err) => {
@@ -100,8 +97,8 @@ fn killed_and_restarted(fail_silently: bool) {
     // Open: no waiting at all.
     let start = Instant::now();
     for _ in 0..1000 {
-        match store.hit(&limiter, "k", 1) {
-            Ok(outcome) => assert!(outcome.failed_open()),
+        match limiter.hit_outcome("k", 1) {
+            Ok(outcome) => assert!(outcome.is_fail_open()),
             Err(err) => assert!(err.to_string().contains("circuit breaker open"), "{err}"),
         }
     }
@@ -113,7 +110,6 @@ fn killed_and_restarted(fail_silently: bool) {
     // Restarted (empty: nothing persisted): a probe closes the breaker by itself.
     server.restart();
     let outcome = hit_until(
-        &store,
         &limiter,
         200,
         |o| matches!(o, Ok(o) if o.source == Source::Redis),
@@ -124,7 +120,7 @@ fn killed_and_restarted(fail_silently: bool) {
         outcome.decision.remaining, 999,
         "counted once on the new server"
     );
-    assert_eq!(store.hit(&limiter, "k", 1).unwrap().decision.remaining, 998);
+    assert_eq!(limiter.hit_outcome("k", 1).unwrap().decision.remaining, 998);
     let stats = store.stats();
     assert!(stats.errors >= 1003);
     assert_eq!(stats.fail_open > 0, fail_silently);
@@ -144,11 +140,11 @@ fn frozen(fail_silently: bool) {
     let server = RedisServer::start();
     let store = store(&server, fail_silently);
     let limiter = limiter(&store, AlgorithmKind::TokenBucket);
-    assert!(store.hit(&limiter, "k", 1).unwrap().decision.allowed);
+    assert!(limiter.hit_outcome("k", 1).unwrap().decision.allowed);
     server.freeze();
     for _ in 0..3 {
         let start = Instant::now();
-        let result = store.hit(&limiter, "k", 1);
+        let result = limiter.hit_outcome("k", 1);
         let took = start.elapsed();
         assert!(
             took <= Duration::from_millis(TIMEOUT_MS) + SLACK,
@@ -156,8 +152,11 @@ fn frozen(fail_silently: bool) {
         );
         let message = match result {
             Ok(outcome) => {
-                assert!(fail_silently && outcome.failed_open());
-                format!("{:?}", outcome.source)
+                assert!(fail_silently && outcome.is_fail_open());
+                outcome
+                    .error
+                    .expect("a fail-open outcome says why")
+                    .to_string()
             }
             Err(err) => {
                 assert!(!fail_silently);
@@ -173,7 +172,6 @@ fn frozen(fail_silently: bool) {
     assert_eq!(store.breaker_state(), BreakerState::Open);
     server.thaw();
     let outcome = hit_until(
-        &store,
         &limiter,
         200,
         |o| matches!(o, Ok(o) if o.source == Source::Redis),
@@ -186,7 +184,7 @@ fn frozen(fail_silently: bool) {
         (2..=5).contains(&used),
         "{used} counted for 2 to 5 hits sent"
     );
-    let next = store.hit(&limiter, "k", 1).unwrap().decision.remaining;
+    let next = limiter.hit_outcome("k", 1).unwrap().decision.remaining;
     assert_eq!(
         next,
         outcome.decision.remaining - 1,
@@ -257,8 +255,9 @@ fn a_wrong_password_is_a_clear_error_and_opens_the_breaker() {
 
     for (password, expected) in [(Some("wrong"), "WRONGPASS"), (None, "NOAUTH")] {
         let bad = connect(password, false);
+        let on_bad = self::limiter(&bad, AlgorithmKind::FixedWindow);
         let start = Instant::now();
-        let err = bad.hit(&limiter, "k", 1).unwrap_err();
+        let err = on_bad.hit_outcome("k", 1).unwrap_err();
         assert!(start.elapsed() <= Duration::from_millis(TIMEOUT_MS) + SLACK);
         let message = err.to_string();
         assert!(
@@ -269,11 +268,12 @@ fn a_wrong_password_is_a_clear_error_and_opens_the_breaker() {
             !message.contains("wrong@"),
             "no password in messages: {message}"
         );
-        let _ = bad.hit(&limiter, "k", 1);
+        let _ = on_bad.hit_outcome("k", 1);
         assert_eq!(bad.breaker_state(), BreakerState::Open);
     }
     let open = connect(Some("wrong"), true);
-    assert!(open.hit(&limiter, "k", 1).unwrap().failed_open());
+    let on_open = self::limiter(&open, AlgorithmKind::FixedWindow);
+    assert!(on_open.hit_outcome("k", 1).unwrap().is_fail_open());
 }
 
 #[test]
@@ -288,11 +288,67 @@ fn a_server_that_never_existed_fails_fast() {
     let limiter = limiter(&store, AlgorithmKind::LeakyBucket);
     let start = Instant::now();
     for _ in 0..100 {
-        assert!(store.hit(&limiter, "k", 1).unwrap().failed_open());
+        assert!(limiter.hit_outcome("k", 1).unwrap().is_fail_open());
     }
     assert!(start.elapsed() < Duration::from_millis(3 * TIMEOUT_MS) + SLACK);
     assert!(store.ping().is_err());
     // Several limits at once fail open together.
-    let outcome = store.hit_many(&[(&limiter, "k", 1)]).unwrap();
-    assert!(outcome.allowed && matches!(outcome.source, Source::FailOpen(_)));
+    let outcome = flux_core::hit_many(&[(&limiter, "k", 1)]).unwrap();
+    assert!(outcome.allowed && outcome.source == Source::FailOpen);
+}
+
+#[test]
+fn each_limit_fails_by_its_own_policy_in_every_kind_of_hit() {
+    // A dead server: the store's default fails open, one limit overrides it to fail closed,
+    // and the core alone applies both, to single hits, pipelined batches and multi-limit hits.
+    let port = support::free_port(false);
+    let store = RedisStore::connect(RedisConfig {
+        fail_silently: true,
+        timeout_ms: TIMEOUT_MS,
+        ..RedisConfig::from_url(format!("redis://127.0.0.1:{port}"))
+    })
+    .unwrap();
+    let lenient = limiter(&store, AlgorithmKind::Gcra);
+    let strict = Limiter::builder(Quota::new(1000, HOUR, None).unwrap())
+        .prefix("faults-strict:")
+        .failure_policy(FailurePolicy::Closed)
+        .build_redis(&store)
+        .unwrap();
+    assert_eq!(lenient.failure_policy(), FailurePolicy::Open);
+    assert_eq!(strict.failure_policy(), FailurePolicy::Closed);
+
+    let open = lenient.hit_outcome("k", 3).unwrap();
+    assert_eq!(open.source, Source::FailOpen);
+    assert_eq!(
+        (open.decision.allowed, open.decision.remaining),
+        (true, 997)
+    );
+    assert!(open.error.is_some());
+    assert!(matches!(strict.hit_outcome("k", 1), Err(Error::Store(_))));
+    assert!(matches!(strict.peek_outcome("k"), Err(Error::Store(_))));
+    assert!(matches!(
+        strict.refund_outcome("k", 1),
+        Err(Error::Store(_))
+    ));
+    assert_eq!(
+        lenient.refund_outcome("k", 1).unwrap().source,
+        Source::FailOpen
+    );
+    // A bad cost is the caller's bug, never a failure to let through.
+    assert!(matches!(
+        lenient.hit_outcome("k", 0),
+        Err(Error::InvalidCost { .. })
+    ));
+
+    let batch = store.hit_batch(&[(&lenient, "k", 1), (&strict, "k", 1)]);
+    assert_eq!(batch[0].as_ref().unwrap().source, Source::FailOpen);
+    assert!(matches!(batch[1], Err(Error::Store(_))));
+
+    // All or nothing fails open only if every limit does.
+    let both = flux_core::hit_many(&[(&lenient, "k", 1), (&lenient, "other", 1)]).unwrap();
+    assert!(both.allowed && both.source == Source::FailOpen && both.error.is_some());
+    assert!(matches!(
+        flux_core::hit_many(&[(&lenient, "k", 1), (&strict, "k", 1)]),
+        Err(Error::Store(_))
+    ));
 }

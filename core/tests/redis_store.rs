@@ -193,12 +193,12 @@ fn the_deny_cache_answers_a_denied_key_without_a_round_trip() {
     let server = RedisServer::start();
     let store = store(&server);
     let limiter = limiter(&store, 2, HOUR, AlgorithmKind::Gcra, "deny:");
-    assert!(store.hit(&limiter, "k", 2).unwrap().decision.allowed);
-    let denied = store.hit(&limiter, "k", 1).unwrap();
+    assert!(limiter.hit_outcome("k", 2).unwrap().decision.allowed);
+    let denied = limiter.hit_outcome("k", 1).unwrap();
     assert_eq!(denied.source, Source::Redis);
     assert!(!denied.decision.allowed);
     let trips = store.stats().round_trips;
-    let cached = store.hit(&limiter, "k", 1).unwrap();
+    let cached = limiter.hit_outcome("k", 1).unwrap();
     assert_eq!(cached.source, Source::DenyCache);
     assert!(!cached.decision.allowed);
     assert!(
@@ -206,13 +206,13 @@ fn the_deny_cache_answers_a_denied_key_without_a_round_trip() {
             && cached.decision.retry_after <= denied.decision.retry_after + SECOND
     );
     assert_eq!(
-        store.hit(&limiter, "k", 2).unwrap().source,
+        limiter.hit_outcome("k", 2).unwrap().source,
         Source::DenyCache
     );
     assert_eq!(store.stats().round_trips, trips, "no round trip");
     assert_eq!(store.stats().deny_cache_hits, 2);
     limiter.reset("k").unwrap();
-    let after_reset = store.hit(&limiter, "k", 1).unwrap();
+    let after_reset = limiter.hit_outcome("k", 1).unwrap();
     assert_eq!(after_reset.source, Source::Redis);
     assert!(after_reset.decision.allowed);
 }
@@ -269,13 +269,21 @@ fn several_limits_refuse_bad_input_by_name() {
     ));
     let err = store.hit_many(&[(&a, "k", 1), (&a, "k", 1)]).unwrap_err();
     assert!(err.to_string().contains("twice"), "{err}");
-    assert!(matches!(
-        store.hit_many(&[(&a, "k", 6)]),
-        Err(Error::InvalidCost {
-            cost: 6,
-            capacity: 5
-        })
-    ));
+    let err = store.hit_many(&[(&a, "k", 6)]).unwrap_err();
+    assert!(
+        matches!(
+            err.innermost(),
+            Error::InvalidCost {
+                cost: 6,
+                capacity: 5
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().starts_with("items[0]: invalid cost 6"),
+        "{err}"
+    );
     // Different identities are fine on a single server.
     let outcome = store.hit_many(&[(&a, "k1", 1), (&a, "k2", 1)]).unwrap();
     assert!(outcome.allowed);
@@ -345,8 +353,9 @@ fn a_key_of_the_wrong_type_is_a_clear_error_and_harms_no_other_key() {
         ..config(&server)
     })
     .unwrap();
-    let outcome = open.hit(&limiter, "k", 1).unwrap();
-    assert!(outcome.failed_open() && outcome.decision.allowed);
+    let on_open = self::limiter(&open, 5, HOUR, AlgorithmKind::Gcra, "wt:");
+    let outcome = on_open.hit_outcome("k", 1).unwrap();
+    assert!(outcome.is_fail_open() && outcome.decision.allowed);
     assert_eq!(
         open.breaker_state(),
         flux_core::store::redis::BreakerState::Closed,
@@ -469,16 +478,16 @@ fn refunds_in_real_time_forget_the_deny_cache_delete_full_keys_and_never_revive_
     for kind in AlgorithmKind::ALL {
         let prefix = format!("refund-{kind}:");
         let limiter = limiter(&store, 2, HOUR, kind, &prefix);
-        let limit = store.limit_of(&limiter).unwrap();
+        let limit = limiter.redis().unwrap().clone();
         limiter.hit("a", 2).unwrap();
         // Denied by Redis, then by the deny cache: a refund must lift that at once.
         assert!(!limiter.hit("a", 1).unwrap().allowed, "{kind}");
         assert_eq!(
-            store.hit(&limiter, "a", 1).unwrap().source,
+            limiter.hit_outcome("a", 1).unwrap().source,
             Source::DenyCache,
             "{kind}"
         );
-        let after = limit.refund_outcome("a", 1).unwrap();
+        let after = limiter.refund_outcome("a", 1).unwrap();
         assert_eq!((after.source, after.decision.remaining), (Source::Redis, 1));
         assert!(limiter.hit("a", 1).unwrap().allowed, "{kind}");
         // Back to full: the key goes, as it would have expired.
@@ -498,7 +507,7 @@ fn refunds_in_real_time_forget_the_deny_cache_delete_full_keys_and_never_revive_
         std::thread::sleep(Duration::from_millis(250));
         let seen = short.refund("b", 1).unwrap();
         assert_eq!(seen.remaining, 1, "{kind}");
-        assert_eq!(store.limit_of(&short).unwrap().count_keys().unwrap(), 0);
+        assert_eq!(short.redis().unwrap().clone().count_keys().unwrap(), 0);
     }
 }
 

@@ -24,7 +24,7 @@ impl RedisFace {
     fn new(store: &RedisStore, vector: &Vector, prefix: &str) -> RedisFace {
         let limiter = redis_limiter(store, vector.quota(), vector.kind(), prefix);
         RedisFace {
-            limit: store.limit_of(&limiter).unwrap(),
+            limit: limiter.redis().unwrap().clone(),
         }
     }
 }
@@ -102,7 +102,7 @@ fn every_vector_replays_exactly_through_the_multi_limit_script() {
         )
         .unwrap();
         let limiter = redis_limiter(&store, quota, kind, &format!("multi{n}:"));
-        let limit = store.limit_of(&limiter).unwrap();
+        let limit = limiter.redis().unwrap().clone();
         for (i, step) in vector.steps.iter().enumerate() {
             let decision = match step.op.as_str() {
                 "hit" => {
@@ -165,7 +165,7 @@ fn random_sequences_match_the_embedded_store_for_every_algorithm() {
                 .build_memory()
                 .unwrap();
             let redis = redis_limiter(&store, quota, kind, &format!("diff{case}:"));
-            let limit = store.limit_of(&redis).unwrap();
+            let limit = redis.redis().unwrap().clone();
             let step_us = (period_us / requests).max(1);
             let mut now: u64 = if rng.below(2) == 0 {
                 1_760_000_000_000_000 + rng.below(1_000_000)

@@ -356,28 +356,37 @@ fn a_multi_limit_hit_on_the_shared_store_is_all_or_nothing() {
         .unwrap();
     let batch = [(&per_second, "k", 1), (&per_hour, "k", 1)];
     for _ in 0..2 {
-        assert!(hit_many(&batch).unwrap().iter().all(|d| d.allowed));
+        assert!(hit_many(&batch)
+            .unwrap()
+            .decisions
+            .iter()
+            .all(|d| d.allowed));
     }
     // The per-second limit is spent: the batch is denied and the hourly budget untouched.
-    let denied = hit_many(&batch).unwrap();
+    let denied = hit_many(&batch).unwrap().decisions;
     assert!(!denied[0].allowed && denied[1].allowed);
     assert_eq!(denied[1].remaining, 1);
     assert_eq!(per_hour.peek("k").unwrap().remaining, 1);
     clock.advance(NANOS_PER_SEC);
-    assert!(hit_many(&batch).unwrap().iter().all(|d| d.allowed));
+    assert!(hit_many(&batch)
+        .unwrap()
+        .decisions
+        .iter()
+        .all(|d| d.allowed));
     clock.advance(NANOS_PER_SEC);
     // Now the hourly limit denies: the per-second one keeps its capacity.
-    let denied = hit_many(&batch).unwrap();
+    let denied = hit_many(&batch).unwrap().decisions;
     assert!(denied[0].allowed && !denied[1].allowed);
     assert_eq!(per_second.peek("k").unwrap().remaining, 2);
     // One kind of store per batch.
     let memory = Limiter::builder(Quota::new(10, HOUR, None).unwrap())
         .build_memory()
         .unwrap();
-    match hit_many(&[(&per_hour, "k", 1), (&memory, "k", 1)]) {
-        Err(Error::InvalidArgument(message)) => {
+    let err = hit_many(&[(&per_hour, "k", 1), (&memory, "k", 1)]).unwrap_err();
+    match (&err, err.innermost()) {
+        (Error::Item { index: 1, .. }, Error::InvalidArgument(message)) => {
             assert!(message.contains("shared store"), "{message}")
         }
-        other => panic!("expected a clear error, got {other:?}"),
+        _ => panic!("expected a clear error naming items[1], got {err:?}"),
     }
 }

@@ -10,7 +10,7 @@ import urllib.request
 from typing import Any
 
 import pytest
-from analytics_support import free_port, make_config
+from analytics_support import RedisServer, free_port, make_config
 from prometheus_client.parser import text_string_to_metric_families
 
 from flux import RateLimitResult, analytics
@@ -219,3 +219,34 @@ def test_every_worker_reports_its_breaker_state_without_being_told_how(
     assert analytics.flush() == 1
     workers = redis_client.hgetall(f"{STREAM}:workers")
     assert [json.loads(info)["breaker"] for info in workers.values()] == ["closed"]
+
+
+def test_the_breaker_metric_reports_the_real_state_open_after_redis_dies() -> None:
+    # The probe reads the breaker of the very store the limits use (flux._redis.shared_store):
+    # closed while Redis answers, open once it died and hits failed. The sink is in process
+    # here, so /metrics can still be read with Redis gone.
+    from flux._flux import Limiter
+    from flux._redis import shared_store
+    from flux.analytics.sinks import MemorySink
+
+    server = RedisServer().start()
+    try:
+        config = make_config(server.url)
+        analytics.configure(config, sink=MemorySink(), serve=True)
+        address = analytics.server_address()
+        assert address is not None
+        url = f"http://{address[0]}:{address[1]}/metrics"
+        limiter = Limiter(5, 60, prefix="breaker-metric:", store=shared_store(config))
+        assert limiter.hit("k").source == "redis"
+
+        def breaker(state: str) -> float:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return _metric(response.read().decode(), "flux_breaker_state", state=state)
+
+        assert (breaker("closed"), breaker("open")) == (1, 0)
+        server.kill()
+        for _ in range(5):
+            assert limiter.hit("k").fail_open
+        assert (breaker("closed"), breaker("open")) == (0, 1)
+    finally:
+        server.stop()

@@ -178,6 +178,25 @@ else
 fi
 stop_redis
 
+# One failure behaviour, two languages: against the Redis just stopped, the same calls from C
+# and from Python, on a store failing open and on one failing closed, print the same lines.
+failure_interop() {
+    local c_lines py_lines
+    c_lines=$("$build/failure_interop" "$FLUX_TEST_REDIS_URL") || return 1
+    py_lines=$("$python" tests/c/failure_interop.py "$FLUX_TEST_REDIS_URL") || return 1
+    echo "C:"
+    echo "$c_lines"
+    echo "Python:"
+    echo "$py_lines"
+    [[ -n "$c_lines" && "$c_lines" == "$py_lines" ]]
+}
+if [[ -n "${FLUX_TEST_REDIS_URL:-}" ]]; then
+    run "failure interop: build" "$CC" "${c_flags[@]}" -O1 tests/c/failure_interop.c \
+        -o "$build/failure_interop" "${shared[@]}"
+    run "failure interop: C and Python fail open and closed alike on a stopped Redis" \
+        failure_interop
+fi
+
 # One limit, two languages, no server: 60 hits from C, then 60 from Python, against 100 per
 # hour on one key of one shared-memory region must pass exactly 100 in total.
 shared_interop() {

@@ -11,7 +11,7 @@
 //! not steerable by a client who does not know the seed).
 
 use crate::algorithms::Algorithm;
-use crate::{Clock, Decision, Error, Result};
+use crate::{Clock, Decision, Error, Outcome, Result, Source};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -176,7 +176,7 @@ impl<S> Shard<S> {
 
 impl<A: Algorithm> Store for MemoryStore<A> {
     #[inline]
-    fn hit(&self, key: &str, cost: u64) -> Result<Decision> {
+    fn hit(&self, key: &str, cost: u64) -> Result<Outcome> {
         let (hash, shard) = self.locate(key);
         let mut shard = shard.lock();
         // Read the clock under the lock so that hits on one key see time in order.
@@ -184,7 +184,7 @@ impl<A: Algorithm> Store for MemoryStore<A> {
         let tick = shard.next_tick();
         if let Some(entry) = shard.table.get_mut(&hash) {
             entry.touched = tick;
-            return Ok(self.algorithm.hit(&mut entry.state, now, cost));
+            return Ok(decided(self.algorithm.hit(&mut entry.state, now, cost)));
         }
         shard.make_room(self.shard_capacity, |state| {
             self.algorithm.is_idle(state, now)
@@ -195,16 +195,16 @@ impl<A: Algorithm> Store for MemoryStore<A> {
         };
         let decision = self.algorithm.hit(&mut entry.state, now, cost);
         shard.table.insert(hash, entry);
-        Ok(decision)
+        Ok(decided(decision))
     }
 
-    fn refund(&self, key: &str, cost: u64) -> Result<Decision> {
+    fn refund(&self, key: &str, cost: u64) -> Result<Outcome> {
         let (hash, shard) = self.locate(key);
         let mut shard = shard.lock();
         let now = self.clock.now();
         let Some(entry) = shard.table.get_mut(&hash) else {
             // Never seen (or swept, or reset): nothing to give back, and no state to create.
-            return Ok(self.algorithm.peek(&A::State::default(), now));
+            return Ok(decided(self.algorithm.peek(&A::State::default(), now)));
         };
         self.algorithm.refund(&mut entry.state, now, cost);
         let decision = self.algorithm.peek(&entry.state, now);
@@ -213,16 +213,16 @@ impl<A: Algorithm> Store for MemoryStore<A> {
             // key goes now rather than at the next sweep (as Redis deletes such a key).
             shard.table.remove(&hash);
         }
-        Ok(decision)
+        Ok(decided(decision))
     }
 
-    fn peek(&self, key: &str) -> Result<Decision> {
+    fn peek(&self, key: &str) -> Result<Outcome> {
         let (hash, shard) = self.locate(key);
         let shard = shard.lock();
         let now = self.clock.now();
         let fresh = A::State::default();
         let state = shard.table.get(&hash).map_or(&fresh, |entry| &entry.state);
-        Ok(self.algorithm.peek(state, now))
+        Ok(decided(self.algorithm.peek(state, now)))
     }
 
     fn reset(&self, key: &str) -> Result<()> {
@@ -276,6 +276,12 @@ impl<A: Algorithm> LockableStore for MemoryStore<A> {
             scratch: Vec::new(),
         })
     }
+}
+
+/// A decision of the embedded store.
+#[inline(always)]
+fn decided(decision: Decision) -> Outcome {
+    Outcome::new(decision, Source::Memory)
 }
 
 /// One locked shard of a [`MemoryStore`] during a multi-limit hit.

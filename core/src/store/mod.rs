@@ -14,12 +14,15 @@ pub mod redis;
 #[cfg(all(feature = "shared", unix))]
 pub mod shared;
 
-use crate::{Decision, Result};
+use crate::{Decision, Outcome, Result};
 
 /// The state of one limit, for every key, with atomic read-decide-write per hit.
 pub trait Store: Send + Sync {
-    /// Counts a hit of `cost` on `key` (1 ≤ cost ≤ limit, checked by the caller) if it passes.
-    fn hit(&self, key: &str, cost: u64) -> Result<Decision>;
+    /// Counts a hit of `cost` on `key` (1 ≤ cost ≤ limit, checked by the caller) if it passes,
+    /// and says where the decision came from. A store that can fail (Redis) applies its
+    /// limit's failure policy itself: `Ok` with [`crate::Source::FailOpen`], or
+    /// [`crate::Error::Store`] (see docs/architecture.md, *Failures*).
+    fn hit(&self, key: &str, cost: u64) -> Result<Outcome>;
 
     /// Gives back `cost` units of `key`'s capacity (1 ≤ cost ≤ limit, checked by the caller),
     /// atomically, and returns what a hit of cost 1 would see right after (as [`Store::peek`]
@@ -32,10 +35,10 @@ pub trait Store: Send + Sync {
     /// Returning the decision rather than `()` costs nothing (the store holds the state
     /// anyway; on Redis it is the same round trip) and lets a caller that refunds after a
     /// response render the headers the client will see next without a second round trip.
-    fn refund(&self, key: &str, cost: u64) -> Result<Decision>;
+    fn refund(&self, key: &str, cost: u64) -> Result<Outcome>;
 
     /// What a hit of cost 1 on `key` would see now, without counting it.
-    fn peek(&self, key: &str) -> Result<Decision>;
+    fn peek(&self, key: &str) -> Result<Outcome>;
 
     /// Forgets `key`: it is back to full capacity.
     fn reset(&self, key: &str) -> Result<()>;
@@ -66,6 +69,13 @@ pub trait Store: Send + Sync {
     /// The store's shard locks, when it can take part in an atomic multi-limit hit in process
     /// (the embedded store); `None` for stores that do it their own way (Redis: one script).
     fn lockable(&self) -> Option<&dyn multi::LockableStore> {
+        None
+    }
+
+    /// The Redis limit behind this store, when it is one: a multi-limit hit on Redis is one
+    /// script on the limits' common `RedisStore` (see [`crate::hit_many`]).
+    #[cfg(feature = "redis")]
+    fn redis(&self) -> Option<&redis::RedisLimit> {
         None
     }
 }

@@ -11,15 +11,20 @@
 //! process takes the last of a later limit between the check and the hit, the batch is denied
 //! after the earlier limits were counted: it can then spend budget on a denied request, never
 //! let one through that a limit refuses.
+//!
+//! On Redis the whole batch is one script on the limits' common store (`multi.lua`, one round
+//! trip), failing open or closed as the limits' policies say.
+//!
+//! [`hit_many`] is the one entry point for every face: it checks once that all limits live on
+//! one store and sends the batch to that store's way of doing it.
 
-use crate::{Decision, Error, Limiter, Result};
+use crate::{Decision, Error, Limiter, MultiOutcome, Result, Source};
 
-/// A batch on the shared store: every limit checked, then, if all would pass, hit in order
+/// A batch on the shared store (costs checked by [`hit_many`]): every limit checked, then, if all would pass, hit in order
 /// until one is denied (see the module doc for the race this leaves).
 fn check_then_hit(items: &[(&Limiter, &str, u64)]) -> Result<Vec<Decision>> {
     let mut checked = Vec::with_capacity(items.len());
     for &(limiter, key, cost) in items {
-        limiter.check_cost(cost)?;
         let decision = limiter.store().try_hit(key, cost).ok_or_else(|| {
             Error::InvalidArgument("the shared store cannot check a hit without taking it".into())
         })??;
@@ -48,7 +53,7 @@ fn check_then_hit(items: &[(&Limiter, &str, u64)]) -> Result<Vec<Decision>> {
     }
     let mut decisions = Vec::with_capacity(items.len());
     for (index, &(limiter, key, cost)) in items.iter().enumerate() {
-        let decision = limiter.hit(key, cost)?;
+        let decision = limiter.store().hit(key, cost)?.decision;
         decisions.push(decision);
         if !decision.allowed {
             for item in &items[index + 1..] {
@@ -81,6 +86,85 @@ pub trait ShardLock {
     fn commit(&mut self);
 }
 
+/// The one store of a multi-limit hit, and so the way it is done.
+enum Group<'a> {
+    /// Embedded stores (each limiter owns its own): shard locks, in process.
+    Memory,
+    /// Shared-memory regions: check, then hit.
+    Shared,
+    /// One Redis store: one script.
+    #[cfg(feature = "redis")]
+    Redis(&'a crate::store::redis::RedisLimit),
+    #[cfg(not(feature = "redis"))]
+    #[allow(dead_code)]
+    Never(std::marker::PhantomData<&'a ()>),
+}
+
+impl<'a> Group<'a> {
+    fn of(limiter: &'a Limiter) -> Result<Group<'a>> {
+        let store = limiter.store();
+        #[cfg(feature = "redis")]
+        if let Some(redis) = store.redis() {
+            return Ok(Group::Redis(redis));
+        }
+        if store.name() == "shared" {
+            return Ok(Group::Shared);
+        }
+        if store.lockable().is_some() {
+            return Ok(Group::Memory);
+        }
+        Err(Error::InvalidArgument(format!(
+            "the {} store cannot take part in a multi-limit hit",
+            store.name()
+        )))
+    }
+
+    fn same(&self, other: &Group<'_>) -> bool {
+        match (self, other) {
+            (Group::Memory, Group::Memory) | (Group::Shared, Group::Shared) => true,
+            #[cfg(feature = "redis")]
+            (Group::Redis(a), Group::Redis(b)) => a.same_store(b),
+            _ => false,
+        }
+    }
+}
+
+/// Checks what [`hit_many`] checks before it hits anything: at least one item, every cost,
+/// and every limiter on one store (errors name the item). For a face that sends the hit later
+/// (an async pipeline) and refuses a bad batch at once.
+pub fn check_many(items: &[(&Limiter, &str, u64)]) -> Result<()> {
+    one_store(items).map(|_| ())
+}
+
+/// The one store of `items`, once every item is checked (see [`check_many`]).
+fn one_store<'a>(items: &[(&'a Limiter, &str, u64)]) -> Result<Group<'a>> {
+    let Some(&(first, _, _)) = items.first() else {
+        return Err(Error::InvalidArgument(
+            "a multi-limit hit needs at least one limit".into(),
+        ));
+    };
+    let group = Group::of(first)?;
+    for (index, &(limiter, _, cost)) in items.iter().enumerate() {
+        // The item that breaks a rule is named.
+        let at = |error: Error| Error::Item {
+            index,
+            error: Box::new(error),
+        };
+        limiter.check_cost(cost).map_err(at)?;
+        if !Group::of(limiter).map_err(at)?.same(&group) {
+            return Err(at(Error::InvalidArgument(format!(
+                "its limiter is not on the same store as items[0]'s (it is on the {} store, \
+                 items[0]'s on the {} store): a multi-limit hit needs every limiter on one \
+                 store (all on the embedded store, all on shared regions, or all on the same \
+                 Redis store)",
+                limiter.store().name(),
+                first.store().name(),
+            ))));
+        }
+    }
+    Ok(group)
+}
+
 /// Hits every `(limiter, key, cost)` atomically: either every limit allows and all are
 /// consumed, or none is consumed.
 ///
@@ -88,22 +172,38 @@ pub trait ShardLock {
 /// as usual, and those that would have passed report `allowed = true` with the state they still
 /// have (nothing was taken from them): the batch passed iff every decision is allowed.
 ///
-/// All limiters must be on the embedded store (Redis limiters use their store's own multi-limit
-/// script, one round trip).
-pub fn hit_many(items: &[(&Limiter, &str, u64)]) -> Result<Vec<Decision>> {
-    let shared = |limiter: &Limiter| limiter.store().name() == "shared";
-    if !items.is_empty() && items.iter().all(|(limiter, _, _)| shared(limiter)) {
-        return check_then_hit(items);
+/// Every limiter must be on one store: all on embedded stores (where a limiter and even a key
+/// may appear several times, later items seeing the earlier ones), all on shared-memory
+/// regions, or all on one Redis store (one script, one round trip; each (limiter, key) once;
+/// on a cluster one identity). Errors name the first item that breaks a rule (`items[i]: …`).
+/// On Redis a failure fails open only if every limit does.
+pub fn hit_many(items: &[(&Limiter, &str, u64)]) -> Result<MultiOutcome> {
+    let group = one_store(items)?;
+    let decided = |decisions: Vec<Decision>, source| MultiOutcome {
+        allowed: decisions.iter().all(|d| d.allowed),
+        decisions,
+        source,
+        error: None,
+    };
+    match group {
+        Group::Memory => Ok(decided(locked(items)?, Source::Memory)),
+        Group::Shared => Ok(decided(check_then_hit(items)?, Source::Shared)),
+        #[cfg(feature = "redis")]
+        Group::Redis(redis) => redis.store().hit_many_checked(items),
+        #[cfg(not(feature = "redis"))]
+        Group::Never(_) => unreachable!(),
     }
+}
+
+/// A batch on embedded stores: every shard involved locked in one global order, each limit
+/// tried on scratch state, and the scratch written back only if all passed.
+fn locked(items: &[(&Limiter, &str, u64)]) -> Result<Vec<Decision>> {
     let mut located = Vec::with_capacity(items.len());
     for &(limiter, key, cost) in items {
-        limiter.check_cost(cost)?;
         let store = limiter.store().lockable().ok_or_else(|| {
             Error::InvalidArgument(format!(
-                "an in-process multi-limit hit needs every limiter on one kind of store, all \
-                 on the embedded store or all on the shared store (here one is on the {} \
-                 store)",
-                limiter.store().name(),
+                "the {} store has no shard locks",
+                limiter.store().name()
             ))
         })?;
         let (shard, hash) = store.locate_key(key);

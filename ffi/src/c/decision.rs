@@ -1,13 +1,12 @@
 //! `flux_decision`: the C form of `flux_core::Decision`, and where it came from.
 
-use flux_core::store::redis::Source;
-use flux_core::Decision;
+use flux_core::{Decision, Error, Outcome, Source};
 
-/// Where a decision came from.
+/// Where a decision came from (the C form of the core's `Source`: see `flux_source::of`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum flux_source {
-    /// The embedded (in-process) store decided.
+    /// The embedded (in-process) store decided, or a shared-memory region.
     #[default]
     Memory = 0,
     /// Redis decided (one round trip).
@@ -15,7 +14,7 @@ pub enum flux_source {
     /// Redis denied this key moments ago and would deny it still: the local deny cache
     /// answered without a round trip.
     DenyCache = 2,
-    /// Redis failed and the store fails open: the hit was let through and counted nowhere;
+    /// Redis failed and the limit fails open: the hit was let through and counted nowhere;
     /// `flux_last_error()` says what failed.
     FailOpen = 3,
 }
@@ -44,38 +43,54 @@ pub struct flux_decision {
 impl flux_decision {
     /// The C form of `decision`, which came from `source`.
     #[inline]
-    pub(crate) fn new(decision: Decision, source: flux_source) -> flux_decision {
+    pub(crate) fn new(decision: Decision, source: Source) -> flux_decision {
         flux_decision {
             allowed: decision.allowed,
             limit: decision.limit,
             remaining: decision.remaining,
             reset_after_ns: decision.reset_after,
             retry_after_ns: decision.retry_after,
-            source,
+            source: flux_source::of(source),
         }
+    }
+
+    /// The C form of an outcome; a fail-open outcome's error becomes the calling thread's last
+    /// error (`flux_last_error` documents it). Inlined into every hit: the error is moved out,
+    /// so the common case (no error) drops nothing.
+    #[inline(always)]
+    pub(crate) fn of(outcome: Outcome) -> flux_decision {
+        let Outcome {
+            decision,
+            source,
+            error,
+        } = outcome;
+        if let Some(error) = error {
+            report_fail_open(error);
+        }
+        flux_decision::new(decision, source)
     }
 }
 
-impl From<Decision> for flux_decision {
-    /// A decision of the embedded store.
-    #[inline]
-    fn from(decision: Decision) -> flux_decision {
-        flux_decision::new(decision, flux_source::Memory)
-    }
+/// Records why a hit was let through unchecked as the thread's last error.
+#[cold]
+#[inline(never)]
+pub(crate) fn report_fail_open(error: Box<Error>) {
+    super::error::set_last_error(&format!(
+        "redis failed, the hit was let through (fail open): {error}"
+    ));
 }
 
 impl flux_source {
-    /// The C form of a Redis decision's source (the fail-open error goes to the last error).
-    pub(crate) fn of(source: &Source) -> flux_source {
+    /// The C value of the core's source. The numbers are ABI: the shared-memory store, which
+    /// came after them, reports `FLUX_SOURCE_MEMORY` (a store of this machine decided) as it
+    /// always has.
+    #[inline]
+    pub(crate) fn of(source: Source) -> flux_source {
         match source {
+            Source::Memory | Source::Shared => flux_source::Memory,
             Source::Redis => flux_source::Redis,
             Source::DenyCache => flux_source::DenyCache,
-            Source::FailOpen(error) => {
-                super::error::set_last_error(&format!(
-                    "redis failed, the hit was let through (fail open): {error}"
-                ));
-                flux_source::FailOpen
-            }
+            Source::FailOpen => flux_source::FailOpen,
         }
     }
 }

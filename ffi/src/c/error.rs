@@ -1,7 +1,8 @@
 //! The thread-local last error behind `flux_last_error`, and `Failure`, the error type of
-//! every exported body.
+//! every exported body, with the mapping of core errors to result codes.
 
 use super::result::flux_result;
+use flux_core::Error;
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
 
@@ -79,4 +80,42 @@ pub extern "C" fn flux_last_error() -> *const c_char {
             .try_with(|slot| slot.borrow().as_ptr())
             .unwrap_or(EMPTY.as_ptr().cast())
     })
+}
+
+impl From<Error> for Failure {
+    #[cold]
+    fn from(error: Error) -> Failure {
+        let error = match error {
+            // An element of a `flux_hit` array: named as the C caller knows it, and the code
+            // of what was wrong with it.
+            Error::Item { index, error } => {
+                let inner = Failure::from(*error);
+                let message = match inner.code {
+                    flux_result::InvalidArgument => inner
+                        .message
+                        .strip_prefix("invalid argument: ")
+                        .unwrap_or(&inner.message)
+                        .to_string(),
+                    _ => inner.message,
+                };
+                return Failure::new(inner.code, format!("hits[{index}]: {message}"));
+            }
+            error => error,
+        };
+        let code = match &error {
+            Error::InvalidQuota { field, .. } => match *field {
+                "requests" => flux_result::InvalidRequests,
+                "period" => flux_result::InvalidPeriod,
+                "burst" => flux_result::InvalidBurst,
+                _ => flux_result::InvalidArgument,
+            },
+            Error::InvalidCost { .. } => flux_result::InvalidCost,
+            Error::UnknownAlgorithm(_) => flux_result::UnknownAlgorithm,
+            Error::InvalidKey(_) => flux_result::InvalidKey,
+            Error::InvalidArgument(_) => flux_result::InvalidArgument,
+            Error::Store(_) => flux_result::StoreError,
+            Error::Item { .. } => unreachable!("unwrapped above"),
+        };
+        Failure::new(code, error.to_string())
+    }
 }

@@ -4,13 +4,10 @@ use super::algorithm;
 use super::args::{self, c_str, write_out};
 use super::clock::flux_clock;
 use super::decision::flux_decision;
-use super::decision::flux_source;
 use super::error::Failure;
 use super::result::flux_result;
-use flux_core::store::redis::{RedisLimit, RedisStore};
 use flux_core::{Error, Limiter, LimiterBuilder, Quota};
 use std::ffi::c_char;
-use std::sync::Arc;
 
 /// One rate limit applied to many keys, its state in the embedded (in-process) store, in
 /// Redis, or in a shared-memory region of the machine.
@@ -22,64 +19,26 @@ use std::sync::Arc;
 /// its key's state.
 pub struct flux_limiter {
     pub(crate) limiter: Limiter,
-    /// Set for a limiter on Redis.
-    pub(crate) redis: Option<RedisBacking>,
-}
-
-/// A Redis limiter's store (to check that a `flux_hit_many` batch shares one) and its Redis
-/// limit (whose hits say where the decision came from).
-pub(crate) struct RedisBacking {
-    pub(crate) store: Arc<RedisStore>,
-    pub(crate) limit: RedisLimit,
 }
 
 impl flux_limiter {
-    /// A limiter on a store the core decides alone (embedded or shared memory: not Redis).
-    pub(crate) fn memory(limiter: Limiter) -> flux_limiter {
-        flux_limiter {
-            limiter,
-            redis: None,
-        }
+    /// The handle of a core limiter, whatever its store: the core says where each decision
+    /// came from and applies the limit's failure policy (see docs/architecture.md, *Failures*).
+    pub(crate) fn new(limiter: Limiter) -> flux_limiter {
+        flux_limiter { limiter }
     }
 
     #[inline]
     fn hit(&self, key: &str, cost: u64) -> Result<flux_decision, Error> {
-        match &self.redis {
-            None => Ok(self.limiter.hit(key, cost)?.into()),
-            Some(redis) => {
-                let outcome = redis.limit.hit_outcome(key, cost)?;
-                Ok(flux_decision::new(
-                    outcome.decision,
-                    flux_source::of(&outcome.source),
-                ))
-            }
-        }
+        Ok(flux_decision::of(self.limiter.hit_outcome(key, cost)?))
     }
 
     fn refund(&self, key: &str, cost: u64) -> Result<flux_decision, Error> {
-        match &self.redis {
-            None => Ok(self.limiter.refund(key, cost)?.into()),
-            Some(redis) => {
-                let outcome = redis.limit.refund_outcome(key, cost)?;
-                Ok(flux_decision::new(
-                    outcome.decision,
-                    flux_source::of(&outcome.source),
-                ))
-            }
-        }
+        Ok(flux_decision::of(self.limiter.refund_outcome(key, cost)?))
     }
 
     fn peek(&self, key: &str) -> Result<flux_decision, Error> {
-        match &self.redis {
-            None => Ok(self.limiter.peek(key)?.into()),
-            Some(redis) => {
-                let outcome = redis.limit.peek_outcome(key)?;
-                Ok(flux_decision::new(
-                    outcome.decision,
-                    flux_source::of(&outcome.source),
-                ))
-            }
-        }
+        Ok(flux_decision::of(self.limiter.peek_outcome(key)?))
     }
 }
 
@@ -146,7 +105,7 @@ pub unsafe extern "C" fn flux_limiter_new(
             let clock = unsafe { &*options.clock };
             builder = builder.clock(clock.clock.clone());
         }
-        let limiter = flux_limiter::memory(builder.build_memory()?);
+        let limiter = flux_limiter::new(builder.build_memory()?);
         // SAFETY: non-NULL and writable per the contract.
         unsafe { write_out(out, Box::into_raw(Box::new(limiter))) };
         Ok(())

@@ -1,23 +1,12 @@
 //! `flux_hit_many`: several limits in one all-or-nothing hit (`flux_core::hit_many`).
 
 use super::args::{self, write_out};
-use super::decision::{flux_decision, flux_source};
+use super::decision::{flux_decision, report_fail_open};
 use super::error::Failure;
 use super::limiter::flux_limiter;
 use super::result::flux_result;
-use flux_core::store::redis::RedisStore;
-use flux_core::{Error, Limiter};
+use flux_core::Limiter;
 use std::ffi::c_char;
-use std::sync::Arc;
-
-/// True when two limiters' stores are the same: both embedded, or one Redis connection.
-fn same_store(a: Option<&Arc<RedisStore>>, b: Option<&Arc<RedisStore>>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-        _ => false,
-    }
-}
 
 /// One element of a `flux_hit_many` batch: a hit of `cost` on the key `key[0 .. key_len)` of
 /// `limiter`. Every field is borrowed for the duration of the call only.
@@ -99,8 +88,6 @@ pub unsafe extern "C" fn flux_hit_many(
         // SAFETY: non-NULL, readable for `count` elements per the contract, size checked above.
         let hits = unsafe { std::slice::from_raw_parts(hits, count) };
         let mut batch: Vec<(&Limiter, &str, u64)> = Vec::with_capacity(count);
-        // The one store of the batch: None for the embedded store, else the Redis connection.
-        let mut store: Option<Option<&Arc<RedisStore>>> = None;
         for (index, hit) in hits.iter().enumerate() {
             let at = |failure: Failure| failure.with_prefix(format!("hits[{index}]: "));
             if hit.limiter.is_null() {
@@ -110,43 +97,19 @@ pub unsafe extern "C" fn flux_hit_many(
             let limiter = unsafe { &*hit.limiter };
             // SAFETY: NULL or readable for key_len bytes per the contract.
             let key = unsafe { args::key(hit.key, hit.key_len) }.map_err(at)?;
-            // Checked here too so that the message names the element.
-            let capacity = limiter.limiter.limit();
-            if hit.cost == 0 || hit.cost > capacity {
-                return Err(at(Failure::from(Error::InvalidCost {
-                    cost: hit.cost,
-                    capacity,
-                })));
-            }
-            let own = limiter.redis.as_ref().map(|redis| &redis.store);
-            match store {
-                None => store = Some(own),
-                Some(first) if same_store(first, own) => {}
-                Some(_) => {
-                    return Err(at(Failure::new(
-                        flux_result::InvalidArgument,
-                        "its limiter is not on the same store as hits[0]'s: one batch needs \
-                         one store (the embedded store, or one flux_redis)",
-                    )))
-                }
-            }
             batch.push((&limiter.limiter, key, hit.cost));
         }
-        let decisions: Vec<flux_decision> = match store.flatten() {
-            None => flux_core::hit_many(&batch)?
-                .into_iter()
-                .map(flux_decision::from)
-                .collect(),
-            Some(redis) => {
-                let outcome = redis.hit_many(&batch)?;
-                let source = flux_source::of(&outcome.source);
-                outcome
-                    .decisions
-                    .into_iter()
-                    .map(|decision| flux_decision::new(decision, source))
-                    .collect()
-            }
-        };
+        // Costs, one store for the whole batch and how to hit it are the core's to check and
+        // decide; its errors name the element (`hits[i]`, see `error.rs`).
+        let outcome = flux_core::hit_many(&batch)?;
+        if let Some(error) = outcome.error {
+            report_fail_open(error);
+        }
+        let decisions: Vec<flux_decision> = outcome
+            .decisions
+            .into_iter()
+            .map(|decision| flux_decision::new(decision, outcome.source))
+            .collect();
         let allowed = decisions.iter().all(|decision| decision.allowed);
         for (index, decision) in decisions.into_iter().enumerate().take(count) {
             // SAFETY: writable for `count` elements per the contract; index < count.

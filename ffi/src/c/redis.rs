@@ -3,11 +3,10 @@
 
 use super::args::{c_str, write_out};
 use super::error::Failure;
-use super::limiter::{builder, flux_limiter, flux_limiter_options, RedisBacking};
+use super::limiter::{builder, flux_limiter, flux_limiter_options};
 use super::result::flux_result;
 use flux_core::store::redis::{RedisConfig, RedisStore};
 use std::ffi::c_char;
-use std::sync::Arc;
 
 /// A connection to Redis (a connection pool, a circuit breaker and a local deny cache) shared
 /// by any number of limiters. Opaque: create with `flux_redis_new`, release with
@@ -16,7 +15,7 @@ use std::sync::Arc;
 /// After `fork()`, a child process must not use its parent's `flux_redis` or the limiters
 /// built on it (their connections are the parent's sockets): it makes its own.
 pub struct flux_redis {
-    pub(crate) store: Arc<RedisStore>,
+    pub(crate) store: RedisStore,
 }
 
 /// How to reach Redis. Zero-initialise it (`flux_redis_options opts = {0};`): every zero field
@@ -125,9 +124,7 @@ pub unsafe extern "C" fn flux_redis_new(
         // SAFETY: the options' pointers are valid per the contract.
         let config = unsafe { config(options) }?;
         let store = RedisStore::connect(config)?;
-        let redis = Box::new(flux_redis {
-            store: Arc::new(store),
-        });
+        let redis = Box::new(flux_redis { store });
         // SAFETY: non-NULL and writable per the contract.
         unsafe { write_out(out, Box::into_raw(redis)) };
         Ok(())
@@ -218,14 +215,7 @@ pub unsafe extern "C" fn flux_limiter_new_redis(
         }
         // SAFETY: the options' pointers are valid per the contract.
         let limiter = unsafe { builder(options) }?.build_redis(&redis.store)?;
-        let limit = redis.store.limit_of(&limiter)?;
-        let limiter = Box::new(flux_limiter {
-            limiter,
-            redis: Some(RedisBacking {
-                store: redis.store.clone(),
-                limit,
-            }),
-        });
+        let limiter = Box::new(flux_limiter::new(limiter));
         // SAFETY: non-NULL and writable per the contract.
         unsafe { write_out(out, Box::into_raw(limiter)) };
         Ok(())

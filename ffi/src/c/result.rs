@@ -1,7 +1,6 @@
-//! Result codes: stable numbers, one per kind of failure, and the core error mapping.
+//! Result codes: stable numbers, one per kind of failure (the core error mapping is in
+//! `error.rs`, which depends on this file and never the other way round).
 
-use super::error::Failure;
-use flux_core::Error;
 use std::ffi::{c_char, c_int};
 
 /// What a fallible flux call returns. `FLUX_RESULT_OK` is 0; every other value is a failure
@@ -93,24 +92,4 @@ pub extern "C" fn flux_result_message(result: c_int) -> *const c_char {
             .as_ptr()
             .cast()
     })
-}
-
-impl From<Error> for Failure {
-    #[cold]
-    fn from(error: Error) -> Failure {
-        let code = match &error {
-            Error::InvalidQuota { field, .. } => match *field {
-                "requests" => flux_result::InvalidRequests,
-                "period" => flux_result::InvalidPeriod,
-                "burst" => flux_result::InvalidBurst,
-                _ => flux_result::InvalidArgument,
-            },
-            Error::InvalidCost { .. } => flux_result::InvalidCost,
-            Error::UnknownAlgorithm(_) => flux_result::UnknownAlgorithm,
-            Error::InvalidKey(_) => flux_result::InvalidKey,
-            Error::InvalidArgument(_) => flux_result::InvalidArgument,
-            Error::Store(_) => flux_result::StoreError,
-        };
-        Failure::new(code, error.to_string())
-    }
 }

@@ -201,7 +201,7 @@ pub unsafe extern "C" fn flux_limiter_new_shared(
             let clock = unsafe { &*options.clock };
             builder = builder.clock(clock.clock.clone());
         }
-        let limiter = flux_limiter::memory(builder.build_shared(&shared.region)?);
+        let limiter = flux_limiter::new(builder.build_shared(&shared.region)?);
         // SAFETY: non-NULL and writable per the contract.
         unsafe { write_out(out, Box::into_raw(Box::new(limiter))) };
         Ok(())

@@ -1,75 +1,36 @@
 //! Async hits without serialising: concurrent `ahit` calls from any number of event loops are
-//! pipelined onto shared Redis connections by a few I/O threads, and their futures are
-//! completed on the caller's loop.
+//! pipelined onto shared Redis connections by the store's [`Dispatcher`] (`dispatcher.rs`),
+//! and their futures are completed on the caller's loop. This file is the asyncio plumbing.
 //!
 //! - `ahit` (GIL held, < 1 µs): creates an asyncio future on the running loop and queues the
-//!   request for the store's [`Dispatcher`]. Nothing waits; the event loop goes on.
-//! - The dispatcher's workers (no GIL, ever) take everything queued, up to [`MAX_BATCH`], send
-//!   it as one pipeline (`RedisStore::hit_batch`: one round trip, in which Redis's batch script
-//!   decides up to 128 hits per EVALSHA, each as if alone), and hand the outcomes to the loop's
-//!   [`Waker`]. While one worker waits on a round trip the next takes what has queued
-//!   since, so round trips overlap and their number stays far below the number of hits.
+//!   request for the store's dispatcher. Nothing waits; the event loop goes on.
+//! - The dispatcher's workers (no GIL, ever) send the pipelines and hand the outcomes to the
+//!   loop's [`Waker`].
 //! - The waker is a socket pair registered with `loop.add_reader`: a worker writes one byte
 //!   (only when the loop is not already signalled), and the loop, in its own thread and
 //!   holding the GIL anyway, sets the futures' results. Workers never take the GIL, so a busy
 //!   event loop cannot stall them (taking the GIL from another thread waits up to the
 //!   interpreter's 5 ms switch interval).
 //!
-//! A multi-limit hit (`ahit_many`, one atomic script) is sent on its own by a worker.
-//!
 //! Synchronous `hit`s from many threads use the same pipelines once more of them are in flight
 //! than a store lets go straight to Redis (see `StoreHandle::enter`): those callers wait, GIL
 //! released, on a [`Slot`]. One caller alone never takes that detour (it would add a thread
 //! hand-off to every round trip).
 
-use crate::python::redis_store::{generation, resolve, resolve_many, Policy};
+use crate::python::dispatcher::{Deliver, Dispatcher, Done, Job, Slot, Work};
+use crate::python::errors::to_py;
 use crate::python::result::RateLimitResult;
-use flux_core::store::redis::{MultiOutcome, Outcome, RedisStore};
-use flux_core::{Error, Limiter};
+use flux_core::store::redis::fork_generation as generation;
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PyWeakrefReference};
-use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
-
-/// Waits on `condvar`. The dispatcher blocks only through `std`'s futex-based primitives,
-/// never `parking_lot`'s: a thread parked in `parking_lot` when the process forks corrupts
-/// the child's global table of parked threads (see core's `store/redis/pool.rs`). A panic
-/// never leaves the guarded data half-changed, so poisoning is ignored.
-fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
-    condvar.wait(guard).unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The most hits one pipeline carries (more wait for the next worker or round trip).
-pub const MAX_BATCH: usize = 512;
-
-/// What a queued request asks for.
-pub enum Work {
-    /// One hit of `cost` on `key`.
-    Hit {
-        limiter: Arc<Limiter>,
-        key: String,
-        cost: u64,
-    },
-    /// One atomic hit against several limits (one script, one round trip).
-    Many {
-        items: Vec<(Arc<Limiter>, String, u64)>,
-    },
-}
-
-/// A queued request: the work, the caller's failure policy, and whom to tell.
-pub struct Job {
-    pub work: Work,
-    pub policy: Policy,
-    pub reply: Reply,
-}
+use std::sync::{Mutex, PoisonError};
 
 /// Whom a finished request is handed to.
 pub enum Reply {
@@ -82,289 +43,59 @@ pub enum Reply {
     Blocking(Arc<Slot>),
 }
 
-/// Where a blocked caller waits for its finished request.
-pub struct Slot {
-    done: Mutex<Option<Done>>,
-    filled: Condvar,
+/// The dispatcher of a store, as the Python face runs it.
+pub type PyDispatcher = Dispatcher<Reply>;
+
+/// The result of a single hit (what a blocked synchronous caller gets).
+pub fn hit_result(done: Done) -> PyResult<RateLimitResult> {
+    match done {
+        Done::Hit(outcome) => outcome.map(RateLimitResult::from_outcome).map_err(to_py),
+        Done::Many(_) => unreachable!("blocking callers send single hits"),
+    }
 }
 
-impl Slot {
-    pub fn new() -> Arc<Slot> {
-        Arc::new(Slot {
-            done: Mutex::new(None),
-            filled: Condvar::new(),
-        })
-    }
-
-    fn fill(&self, done: Done) {
-        *self.done.lock().unwrap_or_else(PoisonError::into_inner) = Some(done);
-        self.filled.notify_one();
-    }
-
-    /// Waits until a worker has filled the slot (call with the GIL released). Workers answer
-    /// every request within `timeout_ms`, so this never waits longer.
-    pub fn wait(&self) -> Done {
-        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
-        loop {
-            if let Some(done) = done.take() {
-                return done;
+/// The Python value of a finished request: a result, or a list of them.
+fn into_py(done: Done, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    match done {
+        Done::Hit(_) => Ok(Py::new(py, hit_result(done)?)?.into_any()),
+        Done::Many(outcome) => {
+            let outcome = outcome.map_err(to_py)?;
+            let list = PyList::empty(py);
+            for decision in outcome.decisions {
+                list.append(Py::new(
+                    py,
+                    RateLimitResult::from_decision(decision, outcome.source),
+                )?)?;
             }
-            done = wait(&self.filled, done);
+            Ok(list.into_any().unbind())
         }
     }
 }
 
-/// A finished request, waiting for its caller to turn it into a result.
-pub enum Done {
-    Hit {
-        outcome: Result<Outcome, Error>,
-        policy: Policy,
-        capacity: u64,
-        cost: u64,
-    },
-    Many {
-        outcome: Result<MultiOutcome, Error>,
-        policy: Policy,
-        limits: Vec<(u64, u64)>,
-    },
-}
-
-impl Done {
-    /// The result of a single hit (what a blocked synchronous caller gets).
-    pub fn into_result(self) -> PyResult<RateLimitResult> {
-        match self {
-            Done::Hit {
-                outcome,
-                policy,
-                capacity,
-                cost,
-            } => resolve(outcome, policy, capacity, cost),
-            Done::Many { .. } => unreachable!("blocking callers send single hits"),
+impl Deliver for Reply {
+    /// Hands finished requests to blocked callers, and to their loops' wakers with one signal
+    /// per loop.
+    fn deliver(done: Vec<(Reply, Done)>) {
+        let mut futures: Vec<(Arc<Waker>, Py<PyAny>, Done)> = Vec::with_capacity(done.len());
+        for (reply, item) in done {
+            match reply {
+                Reply::Blocking(slot) => slot.fill(item),
+                Reply::Future { waker, future } => futures.push((waker, future, item)),
+            }
         }
-    }
-
-    fn into_py(self, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        match self {
-            Done::Hit {
-                outcome,
-                policy,
-                capacity,
-                cost,
-            } => Ok(Py::new(py, resolve(outcome, policy, capacity, cost)?)?.into_any()),
-            Done::Many {
-                outcome,
-                policy,
-                limits,
-            } => {
-                let results = resolve_many(outcome, policy, &limits)?;
-                let list = PyList::empty(py);
-                for result in results {
-                    list.append(Py::new(py, result)?)?;
+        while let Some((waker, future, first)) = futures.pop() {
+            let mut items = vec![(future, first)];
+            let mut rest = Vec::with_capacity(futures.len());
+            for (other, future, item) in futures {
+                if Arc::ptr_eq(&other, &waker) {
+                    items.push((future, item));
+                } else {
+                    rest.push((other, future, item));
                 }
-                Ok(list.into_any().unbind())
             }
+            futures = rest;
+            waker.deliver(items);
         }
-    }
-}
-
-/// Counters of the dispatcher (`RedisStore.stats()`).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct DispatchStats {
-    /// Requests dispatched.
-    pub requests: u64,
-    /// Round trips made for them (pipelines and multi-limit scripts).
-    pub batches: u64,
-    /// The largest pipeline sent.
-    pub max_batch: u64,
-}
-
-struct Queue {
-    jobs: VecDeque<Job>,
-    /// Workers waiting for work.
-    idle: usize,
-    /// Of those, how many were notified and have not woken yet (no need to notify again:
-    /// a wake-up costs a system call, more than queuing a request).
-    waking: usize,
-    closed: bool,
-}
-
-/// The queue of async requests of one store and the worker threads that send them.
-pub struct Dispatcher {
-    queue: Mutex<Queue>,
-    ready: Condvar,
-    requests: AtomicU64,
-    batches: AtomicU64,
-    max_batch: AtomicU64,
-}
-
-impl Dispatcher {
-    /// Starts `workers` threads sending requests through `store`.
-    pub fn start(store: RedisStore, workers: usize) -> Arc<Dispatcher> {
-        let dispatcher = Arc::new(Dispatcher {
-            queue: Mutex::new(Queue {
-                jobs: VecDeque::new(),
-                idle: 0,
-                waking: 0,
-                closed: false,
-            }),
-            ready: Condvar::new(),
-            requests: AtomicU64::new(0),
-            batches: AtomicU64::new(0),
-            max_batch: AtomicU64::new(0),
-        });
-        for n in 0..workers.max(1) {
-            let (dispatcher, store) = (dispatcher.clone(), store.clone());
-            std::thread::Builder::new()
-                .name(format!("flux-redis-io-{n}"))
-                .spawn(move || dispatcher.work(&store))
-                .expect("spawn a flux I/O thread");
-        }
-        dispatcher
-    }
-
-    /// Queues `job`; wakes a worker only if one is idle and none is waking already (busy
-    /// ones look again when done).
-    pub fn submit(&self, job: Job) {
-        let wake = {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.jobs.push_back(job);
-            let wake = queue.idle > queue.waking;
-            if wake {
-                queue.waking += 1;
-            }
-            wake
-        };
-        if wake {
-            self.ready.notify_one();
-        }
-    }
-
-    /// Lets the workers finish what is queued, then stop.
-    pub fn close(&self) {
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .closed = true;
-        self.ready.notify_all();
-    }
-
-    pub fn stats(&self) -> DispatchStats {
-        DispatchStats {
-            requests: self.requests.load(Ordering::Relaxed),
-            batches: self.batches.load(Ordering::Relaxed),
-            max_batch: self.max_batch.load(Ordering::Relaxed),
-        }
-    }
-
-    fn work(&self, store: &RedisStore) {
-        loop {
-            let batch: Vec<Job> = {
-                let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                while queue.jobs.is_empty() {
-                    if queue.closed {
-                        return;
-                    }
-                    queue.idle += 1;
-                    queue = wait(&self.ready, queue);
-                    queue.idle -= 1;
-                    queue.waking = queue.waking.saturating_sub(1);
-                }
-                let n = queue.jobs.len().min(MAX_BATCH);
-                let batch = queue.jobs.drain(..n).collect();
-                if !queue.jobs.is_empty() && queue.idle > queue.waking {
-                    queue.waking += 1;
-                    self.ready.notify_one();
-                }
-                batch
-            };
-            self.run(store, batch);
-        }
-    }
-
-    fn run(&self, store: &RedisStore, batch: Vec<Job>) {
-        self.requests
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        let mut done: Vec<(Reply, Done)> = Vec::with_capacity(batch.len());
-        let (hits, manys): (Vec<Job>, Vec<Job>) = batch
-            .into_iter()
-            .partition(|job| matches!(job.work, Work::Hit { .. }));
-        if !hits.is_empty() {
-            let refs: Vec<(&Limiter, &str, u64)> = hits
-                .iter()
-                .map(|job| match &job.work {
-                    Work::Hit { limiter, key, cost } => (limiter.as_ref(), key.as_str(), *cost),
-                    Work::Many { .. } => unreachable!("partitioned"),
-                })
-                .collect();
-            let outcomes = store.hit_batch(&refs);
-            self.batches.fetch_add(1, Ordering::Relaxed);
-            self.max_batch
-                .fetch_max(refs.len() as u64, Ordering::Relaxed);
-            drop(refs);
-            for (job, outcome) in hits.into_iter().zip(outcomes) {
-                let Work::Hit { limiter, cost, .. } = job.work else {
-                    unreachable!("partitioned")
-                };
-                done.push((
-                    job.reply,
-                    Done::Hit {
-                        outcome,
-                        policy: job.policy,
-                        capacity: limiter.limit(),
-                        cost,
-                    },
-                ));
-            }
-        }
-        for job in manys {
-            let Work::Many { items } = &job.work else {
-                unreachable!("partitioned")
-            };
-            let refs: Vec<(&Limiter, &str, u64)> = items
-                .iter()
-                .map(|(limiter, key, cost)| (limiter.as_ref(), key.as_str(), *cost))
-                .collect();
-            let outcome = store.hit_many(&refs);
-            self.batches.fetch_add(1, Ordering::Relaxed);
-            let limits = items
-                .iter()
-                .map(|(limiter, _, cost)| (limiter.limit(), *cost))
-                .collect();
-            done.push((
-                job.reply,
-                Done::Many {
-                    outcome,
-                    policy: job.policy,
-                    limits,
-                },
-            ));
-        }
-        deliver(done);
-    }
-}
-
-/// Hands finished requests to blocked callers, and to their loops' wakers with one signal per
-/// loop.
-fn deliver(done: Vec<(Reply, Done)>) {
-    let mut futures: Vec<(Arc<Waker>, Py<PyAny>, Done)> = Vec::with_capacity(done.len());
-    for (reply, item) in done {
-        match reply {
-            Reply::Blocking(slot) => slot.fill(item),
-            Reply::Future { waker, future } => futures.push((waker, future, item)),
-        }
-    }
-    while let Some((waker, future, first)) = futures.pop() {
-        let mut items = vec![(future, first)];
-        let mut rest = Vec::with_capacity(futures.len());
-        for (other, future, item) in futures {
-            if Arc::ptr_eq(&other, &waker) {
-                items.push((future, item));
-            } else {
-                rest.push((other, future, item));
-            }
-        }
-        futures = rest;
-        waker.deliver(items);
     }
 }
 
@@ -430,7 +161,7 @@ impl LoopWaker {
                 Ok(flag) if !flag.is_truthy().unwrap_or(true) => {}
                 _ => continue,
             }
-            let outcome = match done.into_py(py) {
+            let outcome = match into_py(done, py) {
                 Ok(value) => future.call_method1(intern!(py, "set_result"), (value,)),
                 Err(err) => {
                     future.call_method1(intern!(py, "set_exception"), (err.into_value(py),))
@@ -562,12 +293,7 @@ fn running_loop(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
 }
 
 /// Queues `work` on `dispatcher` and returns the asyncio future of its result.
-pub fn submit(
-    py: Python<'_>,
-    dispatcher: &Dispatcher,
-    work: Work,
-    policy: Policy,
-) -> PyResult<Py<PyAny>> {
+pub fn submit(py: Python<'_>, dispatcher: &PyDispatcher, work: Work) -> PyResult<Py<PyAny>> {
     let event_loop = running_loop(py)?;
     let waker = waker_for(py, &event_loop)?;
     let future = event_loop
@@ -575,7 +301,6 @@ pub fn submit(
         .unbind();
     dispatcher.submit(Job {
         work,
-        policy,
         reply: Reply::Future {
             waker,
             future: future.clone_ref(py),

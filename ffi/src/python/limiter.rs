@@ -2,15 +2,14 @@
 //! base class of
 //! `flux.RateLimiter`. Also the multi-limit hits `hit_many` / `ahit_many`.
 
-use crate::python::aio::{self, Job, Ready, Reply, Slot, Work};
+use crate::python::aio::{self, Ready, Reply};
 use crate::python::clock::ManualClock;
+use crate::python::dispatcher::{Job, Slot, Work};
 use crate::python::errors::to_py;
-use crate::python::redis_store::{resolve, resolve_many, Policy, RedisStore, StoreHandle};
+use crate::python::redis_store::RedisStore;
 use crate::python::result::RateLimitResult;
 use crate::python::shared_region::SharedRegion;
-use flux_core::store::redis::{Outcome, Source};
-use flux_core::store::Store;
-use flux_core::{AlgorithmKind, Clock, Decision, Error, Quota};
+use flux_core::{AlgorithmKind, FailurePolicy, Outcome, Quota};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
@@ -20,56 +19,16 @@ use std::sync::Arc;
 ///
 /// Thread-safe. On the embedded store the GIL is kept around hits because releasing it costs
 /// more than the hit itself (measured: a hit is ~100 ns, a GIL release/reacquire round
-/// ~150 ns); around every Redis round trip it is released.
+/// ~150 ns); around every Redis round trip it is released. Every decision, its source and
+/// what a Redis failure does are the core's (see docs/architecture.md, *Failures*).
 #[pyclass(module = "flux._flux", subclass, frozen)]
 pub struct Limiter {
     inner: Arc<flux_core::Limiter>,
-    redis: Option<RedisBinding>,
+    /// The `RedisStore` of a limiter on Redis (its dispatcher pipelines concurrent hits).
+    redis: Option<Py<RedisStore>>,
     /// The region of a limiter on the shared-memory store (hits go through `inner` as on the
     /// embedded store: lock-free, no I/O, so the GIL is kept).
     region: Option<Py<SharedRegion>>,
-}
-
-/// A Redis-backed limiter's store, failure policy and (tests only) explicit clock.
-struct RedisBinding {
-    store: Py<RedisStore>,
-    policy: Policy,
-    /// Given: hits carry this clock's time instead of Redis's `TIME` (test vectors, replays).
-    clock: Option<Arc<flux_core::ManualClock>>,
-}
-
-/// The store of a Redis-backed limiter's definition (quota, algorithm, prefix). Its hits go
-/// through the process's current `RedisStore` (rebuilt after a fork), never through this.
-struct ViaRedisStore;
-
-impl Store for ViaRedisStore {
-    fn hit(&self, _key: &str, _cost: u64) -> flux_core::Result<Decision> {
-        Err(unbound())
-    }
-
-    fn peek(&self, _key: &str) -> flux_core::Result<Decision> {
-        Err(unbound())
-    }
-
-    fn reset(&self, _key: &str) -> flux_core::Result<()> {
-        Err(unbound())
-    }
-
-    fn refund(&self, _key: &str, _cost: u64) -> flux_core::Result<Decision> {
-        Err(unbound())
-    }
-
-    fn len(&self) -> usize {
-        0
-    }
-
-    fn sweep(&self) -> usize {
-        0
-    }
-}
-
-fn unbound() -> Error {
-    Error::InvalidArgument("a Redis-backed limiter is used through its RedisStore".into())
 }
 
 /// A whole number ≥ 1 for `what`, with a message naming it otherwise.
@@ -121,103 +80,54 @@ fn whole_costs<'py>(
         .collect()
 }
 
-/// Time of `clock` in µs since the epoch (the Redis scripts' unit).
-fn micros(clock: &flux_core::ManualClock) -> u64 {
-    clock.now() / 1000
+/// True for a Redis limiter whose hits may join the store's pipelines: not one built with an
+/// explicit clock (the batch script runs at Redis's time).
+fn pipelined(limiter: &flux_core::Limiter) -> bool {
+    limiter.redis().is_some_and(|redis| !redis.has_clock())
 }
 
-impl RedisBinding {
-    fn handle(&self) -> &StoreHandle {
-        &self.store.get().handle
-    }
-
-    #[inline(never)]
-    fn hit(
+impl Limiter {
+    /// `op` on the core limiter: straight on the embedded and shared stores (GIL kept), with
+    /// the GIL released on Redis (one round trip).
+    #[inline]
+    fn decide(
         &self,
         py: Python<'_>,
-        limiter: &Arc<flux_core::Limiter>,
+        op: impl FnOnce(&flux_core::Limiter) -> flux_core::Result<Outcome> + Send,
+    ) -> PyResult<RateLimitResult> {
+        let inner = &*self.inner;
+        let outcome = match &self.redis {
+            None => op(inner),
+            Some(_) => py.detach(|| op(inner)),
+        };
+        outcome.map(RateLimitResult::from_outcome).map_err(to_py)
+    }
+
+    /// A synchronous hit on Redis: straight to Redis while few are in flight, else through
+    /// the store's pipelines (see `StoreHandle::enter`).
+    #[inline(never)]
+    fn redis_hit(
+        &self,
+        py: Python<'_>,
+        store: &Py<RedisStore>,
         key: &str,
         cost: u64,
     ) -> PyResult<RateLimitResult> {
-        let handle = self.handle();
+        let handle = &store.get().handle;
         let entered = handle.enter();
-        if !entered.direct && self.clock.is_none() {
-            let dispatcher = handle.dispatcher(py);
+        if !entered.direct && pipelined(&self.inner) {
             let slot = Slot::new();
-            dispatcher.submit(Job {
+            handle.dispatcher(py).submit(Job {
                 work: Work::Hit {
-                    limiter: limiter.clone(),
+                    limiter: self.inner.clone(),
                     key: key.to_string(),
                     cost,
                 },
-                policy: self.policy,
                 reply: Reply::Blocking(slot.clone()),
             });
-            return py.detach(|| slot.wait()).into_result();
+            return aio::hit_result(py.detach(|| slot.wait()));
         }
-        let store = handle.store(py);
-        let outcome = match &self.clock {
-            Some(clock) => {
-                let now = micros(clock);
-                py.detach(|| {
-                    store
-                        .limit_of(limiter)?
-                        .hit_at(key, cost, now)
-                        .map(|decision| Outcome {
-                            decision,
-                            source: Source::Redis,
-                        })
-                })
-            }
-            None => py.detach(|| store.hit(limiter, key, cost)),
-        };
-        resolve(outcome, self.policy, limiter.limit(), cost)
-    }
-
-    fn peek(
-        &self,
-        py: Python<'_>,
-        limiter: &flux_core::Limiter,
-        key: &str,
-    ) -> PyResult<RateLimitResult> {
-        let store = self.handle().store(py);
-        let clock = self.clock.as_deref().map(micros);
-        let outcome = py.detach(|| {
-            let limit = store.limit_of(limiter)?;
-            match clock {
-                Some(now) => limit.peek_at(key, now).map(|decision| Outcome {
-                    decision,
-                    source: Source::Redis,
-                }),
-                None => limit.peek_outcome(key),
-            }
-        });
-        resolve(outcome, self.policy, limiter.limit(), 0)
-    }
-
-    /// A refund in one round trip, at Redis's time (or the test clock's). A failure follows
-    /// the limit's policy: fail closed raises; fail open returns a result flagged
-    /// `fail_open` (the refund is lost and the hit it undid stays counted).
-    fn refund(
-        &self,
-        py: Python<'_>,
-        limiter: &flux_core::Limiter,
-        key: &str,
-        cost: u64,
-    ) -> PyResult<RateLimitResult> {
-        let store = self.handle().store(py);
-        let clock = self.clock.as_deref().map(micros);
-        let outcome = py.detach(|| {
-            let limit = store.limit_of(limiter)?;
-            match clock {
-                Some(now) => limit.refund_at(key, cost, now).map(|decision| Outcome {
-                    decision,
-                    source: Source::Redis,
-                }),
-                None => limit.refund_outcome(key, cost),
-            }
-        });
-        resolve(outcome, self.policy, limiter.limit(), 0)
+        self.decide(py, |limiter| limiter.hit_outcome(key, cost))
     }
 }
 
@@ -230,7 +140,6 @@ impl Limiter {
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        py: Python<'_>,
         requests: i128,
         period: f64,
         burst: Option<i128>,
@@ -288,25 +197,20 @@ impl Limiter {
                  itself",
             ));
         }
-        let inner = builder
-            .build_with(|_, _, _| Ok(Box::new(ViaRedisStore)))
-            .map_err(to_py)?;
-        let handle = &store.get().handle;
-        // The quota must fit the scripts' arithmetic: say so now, not at the first hit.
-        handle.store(py).limit_of(&inner).map_err(to_py)?;
-        let policy = Policy {
-            fail_open: fail_silently.unwrap_or_else(|| handle.fail_silently()),
+        let builder = match clock {
+            Some(clock) => builder.clock(clock.inner.clone()),
+            None => builder,
         };
-        handle
-            .store(py)
-            .note_limit_policy(inner.prefix(), policy.fail_open);
+        let builder = match fail_silently {
+            Some(fail_open) => builder.failure_policy(FailurePolicy::from_fail_open(fail_open)),
+            None => builder,
+        };
+        let inner = builder
+            .build_redis(store.get().handle.store())
+            .map_err(to_py)?;
         Ok(Limiter {
             inner: Arc::new(inner),
-            redis: Some(RedisBinding {
-                store,
-                policy,
-                clock: clock.map(|clock| clock.inner.clone()),
-            }),
+            redis: Some(store),
             region: None,
         })
     }
@@ -326,10 +230,10 @@ impl Limiter {
         match &self.redis {
             None => self
                 .inner
-                .hit(key, cost)
-                .map(RateLimitResult::from_decision)
+                .hit_outcome(key, cost)
+                .map(RateLimitResult::from_outcome)
                 .map_err(to_py),
-            Some(redis) => redis.hit(py, &self.inner, key, cost),
+            Some(store) => self.redis_hit(py, store, key, cost),
         }
     }
 
@@ -347,20 +251,16 @@ impl Limiter {
         let _ = endpoint;
         let cost = whole_cost(cost, &self.inner)?;
         match &self.redis {
-            Some(redis) if redis.clock.is_none() => {
-                if cost == 0 || cost > self.inner.limit() {
-                    return Err(to_py(Error::InvalidCost {
-                        cost,
-                        capacity: self.inner.limit(),
-                    }));
-                }
-                let dispatcher = redis.handle().dispatcher(py);
+            Some(store) if pipelined(&self.inner) => {
+                // Refused now, not when awaited: a bad cost is the caller's bug.
+                self.inner.check_cost(cost).map_err(to_py)?;
+                let dispatcher = store.get().handle.dispatcher(py);
                 let work = Work::Hit {
                     limiter: self.inner.clone(),
                     key,
                     cost,
                 };
-                aio::submit(py, &dispatcher, work, redis.policy)
+                aio::submit(py, &dispatcher, work)
             }
             _ => {
                 let result = self.hit(py, &key, None, cost as i64)?;
@@ -371,14 +271,7 @@ impl Limiter {
 
     /// What a hit of cost 1 on `key` would see now, without counting it.
     fn peek(&self, py: Python<'_>, key: &str) -> PyResult<RateLimitResult> {
-        match &self.redis {
-            None => self
-                .inner
-                .peek(key)
-                .map(RateLimitResult::from_decision)
-                .map_err(to_py),
-            Some(redis) => redis.peek(py, &self.inner, key),
-        }
+        self.decide(py, |limiter| limiter.peek_outcome(key))
     }
 
     /// Gives back `cost` units of `key`'s capacity (a hit that should not count after all)
@@ -387,38 +280,18 @@ impl Limiter {
     #[pyo3(signature = (key, cost=1))]
     fn refund(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<RateLimitResult> {
         let cost = whole_cost(cost, &self.inner)?;
-        match &self.redis {
-            None => self
-                .inner
-                .refund(key, cost)
-                .map(RateLimitResult::from_decision)
-                .map_err(to_py),
-            Some(redis) => {
-                // Checked here too: a bad cost is the caller's bug, never a store failure that
-                // a fail-open policy would swallow.
-                if cost == 0 || cost > self.inner.limit() {
-                    return Err(to_py(Error::InvalidCost {
-                        cost,
-                        capacity: self.inner.limit(),
-                    }));
-                }
-                redis.refund(py, &self.inner, key, cost)
-            }
-        }
+        self.decide(py, |limiter| limiter.refund_outcome(key, cost))
     }
 
     /// Puts `key` back to full capacity. On Redis a failure always raises
     /// `flux.ConnectionError`, whatever the failure policy.
     fn reset(&self, py: Python<'_>, key: &str) -> PyResult<()> {
+        let inner = &*self.inner;
         match &self.redis {
-            None => self.inner.reset(key).map_err(to_py),
-            Some(redis) => {
-                let store = redis.handle().store(py);
-                let inner = &*self.inner;
-                py.detach(|| store.limit_of(inner)?.reset_key(key))
-                    .map_err(to_py)
-            }
+            None => inner.reset(key),
+            Some(_) => py.detach(|| inner.reset(key)),
         }
+        .map_err(to_py)
     }
 
     /// Forgets every key that is back to full capacity; returns how many were dropped (Redis
@@ -430,14 +303,9 @@ impl Limiter {
     /// Number of keys currently held (on Redis a SCAN of this limit's keys: for diagnostics,
     /// not for hot paths; raises `flux.ConnectionError` when Redis cannot be reached).
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        match &self.redis {
+        match self.inner.redis() {
             None => Ok(self.inner.store().len()),
-            Some(redis) => {
-                let store = redis.handle().store(py);
-                let inner = &*self.inner;
-                py.detach(|| store.limit_of(inner)?.count_keys())
-                    .map_err(to_py)
-            }
+            Some(redis) => py.detach(|| redis.count_keys()).map_err(to_py),
         }
     }
 
@@ -496,14 +364,14 @@ impl Limiter {
     fn prefix(&self) -> String {
         match &self.redis {
             None => self.inner.prefix().to_string(),
-            Some(redis) => format!("{}{}", redis.handle().key_prefix(), self.inner.prefix()),
+            Some(store) => format!("{}{}", store.get().handle.key_prefix(), self.inner.prefix()),
         }
     }
 
     /// The `RedisStore` holding this limit's state; None on the embedded store.
     #[getter]
     fn store(&self, py: Python<'_>) -> Option<Py<RedisStore>> {
-        self.redis.as_ref().map(|redis| redis.store.clone_ref(py))
+        self.redis.as_ref().map(|store| store.clone_ref(py))
     }
 
     /// The `SharedRegion` holding this limit's state; None on the other stores.
@@ -516,64 +384,10 @@ impl Limiter {
     /// `fail_open`), False raises `flux.ConnectionError`; None on the embedded store.
     #[getter]
     fn fail_silently(&self) -> Option<bool> {
-        self.redis.as_ref().map(|redis| redis.policy.fail_open)
+        self.redis
+            .as_ref()
+            .map(|_| self.inner.failure_policy().is_open())
     }
-}
-
-/// Where a multi-limit hit goes.
-enum Group<'a> {
-    Memory,
-    Redis(&'a RedisBinding),
-}
-
-fn group<'a>(items: &'a [(PyRef<'_, Limiter>, String, u64)]) -> PyResult<Group<'a>> {
-    let Some((first, _, _)) = items.first() else {
-        return Err(to_py(Error::InvalidArgument(
-            "a multi-limit hit needs at least one limit".into(),
-        )));
-    };
-    let mixed = || {
-        PyValueError::new_err(
-            "invalid argument: a multi-limit hit needs every limiter on one store: all on the \
-             embedded store, all on shared regions, or all on the same RedisStore",
-        )
-    };
-    match &first.redis {
-        None => {
-            if items.iter().any(|(l, _, _)| l.redis.is_some()) {
-                return Err(mixed());
-            }
-            Ok(Group::Memory)
-        }
-        Some(redis) => {
-            let handle = &redis.store.get().handle;
-            let same = items.iter().all(|(l, _, _)| {
-                l.redis
-                    .as_ref()
-                    .is_some_and(|r| std::ptr::eq(&*r.store.get().handle, &**handle))
-            });
-            if !same {
-                return Err(mixed());
-            }
-            Ok(Group::Redis(redis))
-        }
-    }
-}
-
-/// The failure policy of a multi-limit hit: fail open only if every limit does.
-fn joint_policy(items: &[(PyRef<'_, Limiter>, String, u64)]) -> Policy {
-    Policy {
-        fail_open: items
-            .iter()
-            .all(|(l, _, _)| l.redis.as_ref().is_some_and(|r| r.policy.fail_open)),
-    }
-}
-
-fn capacities(items: &[(PyRef<'_, Limiter>, String, u64)]) -> Vec<(u64, u64)> {
-    items
-        .iter()
-        .map(|(l, _, cost)| (l.inner.limit(), *cost))
-        .collect()
 }
 
 /// Hits several limits at once, atomically: every limit passes and all are consumed, or none
@@ -592,37 +406,30 @@ pub fn hit_many(
     hit_many_costed(py, whole_costs(items)?)
 }
 
-/// [`hit_many`] once every cost is checked.
+/// [`hit_many`] once every cost is converted: the core checks that every limiter is on one
+/// store and hits them its way (see `flux_core::hit_many`).
 fn hit_many_costed(
     py: Python<'_>,
     items: Vec<(PyRef<'_, Limiter>, String, u64)>,
 ) -> PyResult<Vec<RateLimitResult>> {
-    match group(&items)? {
-        Group::Memory => {
-            let batch: Vec<(&flux_core::Limiter, &str, u64)> = items
-                .iter()
-                .map(|(limiter, key, cost)| (limiter.inner.as_ref(), key.as_str(), *cost))
-                .collect();
-            let decisions = flux_core::hit_many(&batch).map_err(to_py)?;
-            Ok(decisions
-                .into_iter()
-                .map(RateLimitResult::from_decision)
-                .collect())
-        }
-        Group::Redis(redis) => {
-            let store = redis.handle().store(py);
-            let batch: Vec<(&flux_core::Limiter, &str, u64)> = items
-                .iter()
-                .map(|(limiter, key, cost)| (limiter.inner.as_ref(), key.as_str(), *cost))
-                .collect();
-            let clock = redis.clock.as_deref().map(micros);
-            let outcome = py.detach(|| match clock {
-                Some(now) => store.hit_many_at(&batch, now),
-                None => store.hit_many(&batch),
-            });
-            resolve_many(outcome, joint_policy(&items), &capacities(&items))
-        }
+    let on_redis = items
+        .first()
+        .is_some_and(|(limiter, _, _)| limiter.redis.is_some());
+    let batch: Vec<(&flux_core::Limiter, &str, u64)> = items
+        .iter()
+        .map(|(limiter, key, cost)| (limiter.inner.as_ref(), key.as_str(), *cost))
+        .collect();
+    let outcome = if on_redis {
+        py.detach(|| flux_core::hit_many(&batch))
+    } else {
+        flux_core::hit_many(&batch)
     }
+    .map_err(to_py)?;
+    Ok(outcome
+        .decisions
+        .into_iter()
+        .map(|decision| RateLimitResult::from_decision(decision, outcome.source))
+        .collect())
 }
 
 /// `hit_many` for async callers: an awaitable of the list of results. On Redis the round
@@ -633,27 +440,28 @@ pub fn ahit_many(
     items: Vec<(PyRef<'_, Limiter>, String, i64)>,
 ) -> PyResult<Py<PyAny>> {
     let items = whole_costs(items)?;
-    match group(&items)? {
-        Group::Redis(redis) if redis.clock.is_none() => {
-            for (limiter, _, cost) in &items {
-                if *cost == 0 || *cost > limiter.inner.limit() {
-                    return Err(to_py(Error::InvalidCost {
-                        cost: *cost,
-                        capacity: limiter.inner.limit(),
-                    }));
-                }
-            }
-            let dispatcher = redis.handle().dispatcher(py);
-            let policy = joint_policy(&items);
+    let store = items
+        .first()
+        .filter(|(limiter, _, _)| pipelined(&limiter.inner))
+        .and_then(|(limiter, _, _)| limiter.redis.as_ref());
+    match store {
+        Some(store) => {
+            // Refused now, not when awaited: a bad batch is the caller's bug.
+            let batch: Vec<(&flux_core::Limiter, &str, u64)> = items
+                .iter()
+                .map(|(limiter, key, cost)| (limiter.inner.as_ref(), key.as_str(), *cost))
+                .collect();
+            flux_core::check_many(&batch).map_err(to_py)?;
+            let dispatcher = store.get().handle.dispatcher(py);
             let work = Work::Many {
                 items: items
                     .iter()
                     .map(|(limiter, key, cost)| (limiter.inner.clone(), key.clone(), *cost))
                     .collect(),
             };
-            aio::submit(py, &dispatcher, work, policy)
+            aio::submit(py, &dispatcher, work)
         }
-        _ => {
+        None => {
             let results = hit_many_costed(py, items)?;
             let list = PyList::empty(py);
             for result in results {

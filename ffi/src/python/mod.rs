@@ -3,6 +3,7 @@
 
 mod aio;
 mod clock;
+mod dispatcher;
 mod errors;
 mod headers;
 mod limiter;

@@ -1,50 +1,34 @@
 //! `RedisStore`: a connection to Redis (pool, circuit breaker, deny cache, async dispatcher)
-//! shared by any number of limiters, and the failure policy that turns a Redis failure into a
-//! fail-open result or a `flux.ConnectionError`.
+//! shared by any number of limiters. Failures are the core's to decide, per limit (see
+//! docs/architecture.md, *Failures*).
 //!
 //! Fork safety: a child process must not use its parent's connections (they are the parent's
-//! sockets) nor its pool threads (which did not survive the fork). An at-fork hook bumps a
-//! generation number; a store used in a newer generation builds fresh internals and leaks the
-//! old ones on purpose (dropping them could block on a lock some vanished thread held). The
-//! internals are only ever swapped while holding the GIL, and `os.fork` runs with the GIL held,
-//! so no lock of ours is held across a fork.
+//! sockets) nor its I/O threads (which did not survive the fork). An at-fork hook tells the
+//! core, whose store then makes fresh internals in the child (`core/src/store/redis/fork.rs`);
+//! the dispatcher is restarted here the same way, leaking the parent's on purpose (dropping it
+//! could block on a lock some vanished thread held). It is only ever swapped while holding the
+//! GIL, and `os.fork` runs with the GIL held, so no lock of ours is held across a fork.
 
-use crate::python::aio::Dispatcher;
+use crate::python::aio::PyDispatcher;
+use crate::python::dispatcher::DispatchStats;
 use crate::python::errors::to_py;
-use crate::python::result::{Origin, RateLimitResult};
-use flux_core::store::redis::{BreakerState, MultiOutcome, Outcome, RedisConfig, Source};
-use flux_core::{Decision, Error};
+use flux_core::store::redis::{fork_generation, BreakerState, RedisConfig};
+use flux_core::Error;
 use parking_lot::Mutex;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-
-/// Incremented in every child process right after a fork.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
-
-/// The current process generation (see the module doc).
-pub fn generation() -> u64 {
-    GENERATION.load(Ordering::Acquire)
-}
 
 /// The at-fork hook (registered with `os.register_at_fork(after_in_child=...)` at import).
 #[pyfunction]
 pub fn _after_fork_in_child() {
-    GENERATION.fetch_add(1, Ordering::AcqRel);
-}
-
-/// The store's internals for one process generation.
-#[derive(Clone)]
-struct Live {
-    generation: u64,
-    store: flux_core::store::redis::RedisStore,
-    dispatcher: Option<Arc<DispatcherHandle>>,
+    flux_core::store::redis::after_fork_in_child();
 }
 
 /// Owns the dispatcher's worker threads: they stop when the last handle is dropped.
-struct DispatcherHandle(Arc<Dispatcher>);
+struct DispatcherHandle(Arc<PyDispatcher>);
 
 impl Drop for DispatcherHandle {
     fn drop(&mut self) {
@@ -52,17 +36,20 @@ impl Drop for DispatcherHandle {
     }
 }
 
-/// What limiters hold: the configuration and the current internals.
+/// What limiters hold: the configuration, the core store and this process's dispatcher.
 pub struct StoreHandle {
     config: RedisConfig,
+    /// The core store (it makes its own connections in a forked child).
+    store: flux_core::store::redis::RedisStore,
     workers: usize,
     /// Synchronous hits in flight that go straight to Redis, each on its own pooled
     /// connection; more than this many at once are pipelined by the I/O threads instead.
     direct: usize,
     /// Synchronous hits in flight.
     inflight: AtomicUsize,
-    /// Locked only while holding the GIL (see the module doc).
-    live: Mutex<Live>,
+    /// The dispatcher and the process generation it was started in. Locked only while
+    /// holding the GIL (see the module doc).
+    dispatcher: Mutex<Option<(u64, Arc<DispatcherHandle>)>>,
 }
 
 /// A synchronous hit in flight (see [`StoreHandle::enter`]).
@@ -83,14 +70,11 @@ impl StoreHandle {
         let store = flux_core::store::redis::RedisStore::connect(config.clone())?;
         Ok(StoreHandle {
             config,
+            store,
             workers,
             direct,
             inflight: AtomicUsize::new(0),
-            live: Mutex::new(Live {
-                generation: GENERATION.load(Ordering::Acquire),
-                store,
-                dispatcher: None,
-            }),
+            dispatcher: Mutex::new(None),
         })
     }
 
@@ -106,134 +90,37 @@ impl StoreHandle {
         }
     }
 
-    /// The store's failure policy: fail open (true) or closed.
-    pub fn fail_silently(&self) -> bool {
-        self.config.fail_silently
-    }
-
     /// The prefix of every key.
     pub fn key_prefix(&self) -> &str {
         &self.config.key_prefix
     }
 
-    /// The live internals, rebuilt first if this process was forked since they were made.
-    fn live<'a>(&'a self, _py: Python<'_>) -> parking_lot::MutexGuard<'a, Live> {
-        let mut live = self.live.lock();
-        let generation = GENERATION.load(Ordering::Acquire);
-        if live.generation != generation {
-            // A new process: the parent's pool and threads are unusable here. The config was
-            // valid once, so connecting (which never touches the network) cannot fail now.
-            let store = flux_core::store::redis::RedisStore::connect(self.config.clone())
-                .expect("a configuration that connected once connects again");
-            let old = std::mem::replace(
-                &mut *live,
-                Live {
-                    generation,
-                    store,
-                    dispatcher: None,
-                },
-            );
-            std::mem::forget(old);
-        }
-        live
+    /// The core store.
+    pub fn store(&self) -> &flux_core::store::redis::RedisStore {
+        &self.store
     }
 
-    /// The core store for this process (hold the GIL to call; use it detached).
-    pub fn store(&self, py: Python<'_>) -> flux_core::store::redis::RedisStore {
-        self.live(py).store.clone()
-    }
-
-    /// The async dispatcher for this process, started on first use.
-    pub fn dispatcher(&self, py: Python<'_>) -> Arc<Dispatcher> {
-        let mut live = self.live(py);
-        if let Some(handle) = &live.dispatcher {
-            return handle.0.clone();
+    /// The async dispatcher for this process, started on first use (hold the GIL to call).
+    pub fn dispatcher(&self, _py: Python<'_>) -> Arc<PyDispatcher> {
+        let mut slot = self.dispatcher.lock();
+        let generation = fork_generation();
+        match slot.as_ref() {
+            Some((made_in, handle)) if *made_in == generation => return handle.0.clone(),
+            // A forked child: the parent's threads are gone; its handle is leaked, not closed.
+            Some(_) => std::mem::forget(slot.take()),
+            None => {}
         }
-        let dispatcher = Dispatcher::start(live.store.clone(), self.workers);
-        live.dispatcher = Some(Arc::new(DispatcherHandle(dispatcher.clone())));
+        let dispatcher = PyDispatcher::start(self.store.clone(), self.workers);
+        *slot = Some((generation, Arc::new(DispatcherHandle(dispatcher.clone()))));
         dispatcher
     }
 
     /// The dispatcher's counters, if it was started in this process.
-    fn dispatcher_stats(&self, py: Python<'_>) -> Option<crate::python::aio::DispatchStats> {
-        self.live(py)
-            .dispatcher
-            .as_ref()
-            .map(|handle| handle.0.stats())
-    }
-}
-
-/// A limiter's failure policy: its own override, else its store's.
-#[derive(Debug, Clone, Copy)]
-pub struct Policy {
-    /// True: a Redis failure lets the hit pass (fail open); false: it raises.
-    pub fail_open: bool,
-}
-
-/// The result of a hit (or peek, `cost` 0) under `policy`: fail-open results are flagged, and a
-/// failure becomes a fail-open result or `flux.ConnectionError` as the policy says (whatever
-/// the store's own policy did with it).
-pub fn resolve(
-    outcome: Result<Outcome, Error>,
-    policy: Policy,
-    capacity: u64,
-    cost: u64,
-) -> PyResult<RateLimitResult> {
-    match outcome {
-        Ok(Outcome { decision, source }) => match source {
-            Source::Redis => Ok(RateLimitResult::from_origin(decision, Origin::Redis)),
-            Source::DenyCache => Ok(RateLimitResult::from_origin(decision, Origin::DenyCache)),
-            Source::FailOpen(err) if !policy.fail_open => Err(to_py(err)),
-            Source::FailOpen(_) => Ok(RateLimitResult::from_origin(decision, Origin::FailOpen)),
-        },
-        Err(Error::Store(_)) if policy.fail_open => Ok(RateLimitResult::from_origin(
-            failed_open(capacity, cost),
-            Origin::FailOpen,
-        )),
-        Err(err) => Err(to_py(err)),
-    }
-}
-
-/// The results of a multi-limit hit under `policy` (see [`resolve`]); `limits` are each
-/// entry's (capacity, cost).
-pub fn resolve_many(
-    outcome: Result<MultiOutcome, Error>,
-    policy: Policy,
-    limits: &[(u64, u64)],
-) -> PyResult<Vec<RateLimitResult>> {
-    match outcome {
-        Ok(MultiOutcome {
-            decisions, source, ..
-        }) => {
-            let origin = match source {
-                Source::Redis => Origin::Redis,
-                Source::DenyCache => Origin::DenyCache,
-                Source::FailOpen(err) if !policy.fail_open => return Err(to_py(err)),
-                Source::FailOpen(_) => Origin::FailOpen,
-            };
-            Ok(decisions
-                .into_iter()
-                .map(|d| RateLimitResult::from_origin(d, origin))
-                .collect())
-        }
-        Err(Error::Store(_)) if policy.fail_open => Ok(limits
-            .iter()
-            .map(|&(capacity, cost)| {
-                RateLimitResult::from_origin(failed_open(capacity, cost), Origin::FailOpen)
-            })
-            .collect()),
-        Err(err) => Err(to_py(err)),
-    }
-}
-
-/// The decision reported for a hit let through unchecked (as the core reports it).
-fn failed_open(capacity: u64, cost: u64) -> Decision {
-    Decision {
-        allowed: true,
-        limit: capacity,
-        remaining: capacity.saturating_sub(cost),
-        reset_after: 0,
-        retry_after: 0,
+    fn dispatcher_stats(&self, _py: Python<'_>) -> Option<DispatchStats> {
+        let slot = self.dispatcher.lock();
+        slot.as_ref()
+            .filter(|(made_in, _)| *made_in == fork_generation())
+            .map(|(_, handle)| handle.0.stats())
     }
 }
 
@@ -317,7 +204,7 @@ impl RedisStore {
     /// Sends one PING; raises `flux.ConnectionError` (with the reason) unless Redis answers
     /// within `timeout_ms`.
     fn ping(&self, py: Python<'_>) -> PyResult<()> {
-        let store = self.handle.store(py);
+        let store = self.handle.store();
         py.detach(|| store.ping()).map_err(to_py)
     }
 
@@ -326,7 +213,7 @@ impl RedisStore {
     /// this only saves the first hits that round trip. Raises `flux.ConnectionError` when
     /// Redis cannot be reached.
     fn load_scripts(&self, py: Python<'_>) -> PyResult<usize> {
-        let store = self.handle.store(py);
+        let store = self.handle.store();
         py.detach(|| store.load_scripts()).map_err(to_py)
     }
 
@@ -335,7 +222,7 @@ impl RedisStore {
     /// `deny_cache_hits`, and for async hits `async_hits` (requests dispatched),
     /// `async_batches` (pipelines sent for them) and `async_max_batch`.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let stats = self.handle.store(py).stats();
+        let stats = self.handle.store().stats();
         let dict = PyDict::new(py);
         dict.set_item("breaker", breaker_name(stats.breaker))?;
         dict.set_item("consecutive_failures", stats.consecutive_failures)?;
@@ -352,8 +239,8 @@ impl RedisStore {
 
     /// The circuit breaker's state: `"closed"` (Redis answering) or `"open"`.
     #[getter]
-    fn breaker_state(&self, py: Python<'_>) -> &'static str {
-        breaker_name(self.handle.store(py).breaker_state())
+    fn breaker_state(&self) -> &'static str {
+        breaker_name(self.handle.store().breaker_state())
     }
 
     /// Where the store connects, without credentials (`"redis 127.0.0.1:6379"`).
@@ -380,7 +267,7 @@ impl RedisStore {
         self.handle.config.timeout_ms
     }
 
-    fn __repr__(&self, py: Python<'_>) -> String {
+    fn __repr__(&self) -> String {
         format!(
             "RedisStore(target={:?}, key_prefix={:?}, fail_silently={}, breaker={:?})",
             self.handle.config.describe(),
@@ -390,7 +277,7 @@ impl RedisStore {
             } else {
                 "False"
             },
-            self.breaker_state(py)
+            self.breaker_state()
         )
     }
 }

@@ -6,43 +6,32 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 
 use super::headers;
+use flux_core::{Decision, Outcome, Source};
 
-/// Where a decision came from (the `source` attribute).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// The embedded store.
-    Memory,
-    /// Redis decided (one round trip).
-    Redis,
-    /// The Redis store's local deny cache (Redis denied this key moments ago).
-    DenyCache,
-    /// Redis failed and the failure policy let the hit pass unchecked.
-    FailOpen,
+/// The `source` attribute's name of the core's [`Source`]. A shared-memory region says
+/// `"memory"`, as it did before the core told the two apart: the strings are public API.
+fn source_name(source: Source) -> &'static str {
+    match source {
+        Source::Memory | Source::Shared => "memory",
+        Source::Redis | Source::DenyCache | Source::FailOpen => source.name(),
+    }
 }
 
-impl Origin {
-    const NAMES: [(&'static str, Origin); 4] = [
-        ("memory", Origin::Memory),
-        ("redis", Origin::Redis),
-        ("deny_cache", Origin::DenyCache),
-        ("fail_open", Origin::FailOpen),
-    ];
-
-    pub fn name(self) -> &'static str {
-        Self::NAMES[self as usize].0
-    }
-
-    fn parse(name: &str) -> PyResult<Origin> {
-        Self::NAMES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, origin)| *origin)
-            .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "invalid source {name:?}: expected one of memory, redis, deny_cache, fail_open"
-                ))
-            })
-    }
+/// The [`Source`] of a `source` name given to the constructor.
+fn parse_source(name: &str) -> PyResult<Source> {
+    [
+        Source::Memory,
+        Source::Redis,
+        Source::DenyCache,
+        Source::FailOpen,
+    ]
+    .into_iter()
+    .find(|source| source.name() == name)
+    .ok_or_else(|| {
+        PyValueError::new_err(format!(
+            "invalid source {name:?}: expected one of memory, redis, deny_cache, fail_open"
+        ))
+    })
 }
 
 /// The outcome of one hit (or peek). Times are float seconds; `bool(result)` is `allowed`.
@@ -63,27 +52,43 @@ pub struct RateLimitResult {
     /// The capacity (burst for bucket algorithms, requests for window algorithms).
     #[pyo3(get)]
     pub limit: u64,
-    /// Where the decision came from.
-    pub origin: Origin,
+    /// Where the decision came from (the core says, see docs/architecture.md, *Stores*).
+    pub source: Source,
 }
 
 impl RateLimitResult {
-    #[inline]
-    pub fn from_decision(d: flux_core::Decision) -> Self {
-        Self::from_origin(d, Origin::Memory)
+    /// The result of a core outcome (its fail-open error, if any, is the core's to log). The
+    /// error is moved out and dropped out of line: the hit path drops nothing.
+    #[inline(always)]
+    pub fn from_outcome(outcome: Outcome) -> Self {
+        let Outcome {
+            decision,
+            source,
+            error,
+        } = outcome;
+        if let Some(error) = error {
+            forget_error(error);
+        }
+        Self::from_decision(decision, source)
     }
 
     #[inline]
-    pub fn from_origin(d: flux_core::Decision, origin: Origin) -> Self {
+    pub fn from_decision(d: Decision, source: Source) -> Self {
         RateLimitResult {
             allowed: d.allowed,
             remaining: d.remaining,
             reset_after: d.reset_after_secs(),
             retry_after: d.retry_after_secs(),
             limit: d.limit,
-            origin,
+            source,
         }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn forget_error(error: Box<flux_core::Error>) {
+    drop(error);
 }
 
 /// Whole seconds, rounded up: a client told to wait must never come back too early.
@@ -109,7 +114,7 @@ impl RateLimitResult {
             reset_after: reset_after.unwrap_or(0.0),
             retry_after: retry_after.unwrap_or(0.0),
             limit,
-            origin: Origin::parse(source)?,
+            source: parse_source(source)?,
         })
     }
 
@@ -117,14 +122,14 @@ impl RateLimitResult {
     /// `"deny_cache"` (Redis denied this key moments ago; no round trip) or `"fail_open"`.
     #[getter]
     fn source(&self) -> &'static str {
-        self.origin.name()
+        source_name(self.source)
     }
 
-    /// True when Redis failed and the hit was let through unchecked (`fail_silently`): nothing
+    /// True when Redis failed and the hit was let through unchecked (the limit fails open): nothing
     /// was counted.
     #[getter]
     fn fail_open(&self) -> bool {
-        self.origin == Origin::FailOpen
+        self.source == Source::FailOpen
     }
 
     /// How much of the capacity is in use (limit − remaining).
@@ -168,7 +173,7 @@ impl RateLimitResult {
                 "quoted_name must be printable ASCII (an sf-string), got {quoted_name:?}"
             )));
         }
-        if self.origin == Origin::FailOpen {
+        if self.source == Source::FailOpen {
             // No decision was made: any number would be made up.
             return Ok(PyList::empty(py));
         }
@@ -215,7 +220,7 @@ impl RateLimitResult {
             (o.allowed, o.remaining, o.limit) == (self.allowed, self.remaining, self.limit)
                 && o.reset_after == self.reset_after
                 && o.retry_after == self.retry_after
-                && (o.origin == Origin::FailOpen) == (self.origin == Origin::FailOpen)
+                && (o.source == Source::FailOpen) == (self.source == Source::FailOpen)
         })
     }
 
@@ -227,7 +232,7 @@ impl RateLimitResult {
             self.limit,
             self.reset_after,
             self.retry_after,
-            if self.origin == Origin::FailOpen {
+            if self.source == Source::FailOpen {
                 ", fail_open=True"
             } else {
                 ""

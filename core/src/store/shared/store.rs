@@ -7,7 +7,7 @@ use super::region::{default_path, Region, Slot};
 use super::slots::{self, backoff, Env, SlotCell, Step, BUCKET, PENDING};
 use crate::algorithms::Algorithm;
 use crate::store::Store;
-use crate::{AlgorithmKind, Clock, Decision, Error, Quota, Result};
+use crate::{AlgorithmKind, Clock, Decision, Error, Outcome, Quota, Result, Source};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -287,7 +287,7 @@ impl<C: Codec> SharedStore<C> {
 
 impl<C: Codec> Store for SharedStore<C> {
     #[inline]
-    fn hit(&self, key: &str, cost: u64) -> Result<Decision> {
+    fn hit(&self, key: &str, cost: u64) -> Result<Outcome> {
         let (bucket, start, tag) = self.locate(key);
         let now = self.clock.now();
         let mut unencodable = false;
@@ -313,14 +313,14 @@ impl<C: Codec> Store for SharedStore<C> {
         if unencodable {
             return Err(self.unencodable(now));
         }
-        Ok(decision)
+        Ok(Outcome::new(decision, Source::Shared))
     }
 
     /// One CAS like a hit (see slots.rs): a process killed mid-refund leaves the old state or
     /// the refunded one. A key with no slot, or an idle one, is kept as it is (no slot is
     /// claimed for it). The slot's `idle_at` hint is only ever raised, so after a refund it
     /// may stay later than the truth: that merely delays the slot's reuse, the safe side.
-    fn refund(&self, key: &str, cost: u64) -> Result<Decision> {
+    fn refund(&self, key: &str, cost: u64) -> Result<Outcome> {
         let (bucket, start, tag) = self.locate(key);
         let now = self.clock.now();
         let algorithm = self.codec.algorithm();
@@ -351,15 +351,18 @@ impl<C: Codec> Store for SharedStore<C> {
         if unencodable {
             return Err(self.unencodable(now));
         }
-        Ok(decision)
+        Ok(Outcome::new(decision, Source::Shared))
     }
 
-    fn peek(&self, key: &str) -> Result<Decision> {
+    fn peek(&self, key: &str) -> Result<Outcome> {
         let (bucket, start, tag) = self.locate(key);
         let now = self.clock.now();
         let word = slots::read(bucket, start, tag);
         let at = word.map_or(now, |w| self.codec.decide_at(w, now));
-        Ok(self.codec.algorithm().peek(&self.state(word, at), at))
+        Ok(Outcome::new(
+            self.codec.algorithm().peek(&self.state(word, at), at),
+            Source::Shared,
+        ))
     }
 
     fn try_hit(&self, key: &str, cost: u64) -> Option<Result<Decision>> {
