@@ -560,8 +560,9 @@ def server_address() -> tuple[str, int] | None:
 
 
 def set_breaker_probe(probe: Callable[[], str | None] | None) -> None:
-    """Tell analytics how to read the Redis circuit breaker's state (``"closed"``, ``"open"``,
-    ``"half_open"``); it is reported by every worker and shown in ``/metrics``."""
+    """Tell analytics how to read a circuit breaker's state (``"closed"`` or ``"open"``) for a
+    store flux does not build itself; flux's own Redis store is read without it. The state is
+    reported by every worker and shown in ``/metrics`` as ``flux_breaker_state``."""
     global _breaker_probe
     _breaker_probe = probe
     recorder = _recorder

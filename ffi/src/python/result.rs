@@ -92,10 +92,6 @@ fn forget_error(error: Box<flux_core::Error>) {
 }
 
 /// Whole seconds, rounded up: a client told to wait must never come back too early.
-fn ceil_secs(seconds: f64) -> u64 {
-    seconds.ceil().max(0.0) as u64
-}
-
 #[pymethods]
 impl RateLimitResult {
     #[new]
@@ -144,11 +140,11 @@ impl RateLimitResult {
         let headers = PyDict::new(py);
         headers.set_item("X-RateLimit-Limit", self.limit.to_string())?;
         headers.set_item("X-RateLimit-Remaining", self.remaining.to_string())?;
-        headers.set_item("X-RateLimit-Reset", ceil_secs(self.reset_after).to_string())?;
+        headers.set_item("X-RateLimit-Reset", headers::ceil_seconds(self.reset_after).to_string())?;
         if !self.allowed {
             headers.set_item(
                 "Retry-After",
-                ceil_secs(self.retry_after).max(1).to_string(),
+                headers::ceil_seconds(self.retry_after).max(1).to_string(),
             )?;
         }
         Ok(headers)
