@@ -140,7 +140,10 @@ impl RateLimitResult {
         let headers = PyDict::new(py);
         headers.set_item("X-RateLimit-Limit", self.limit.to_string())?;
         headers.set_item("X-RateLimit-Remaining", self.remaining.to_string())?;
-        headers.set_item("X-RateLimit-Reset", headers::ceil_seconds(self.reset_after).to_string())?;
+        headers.set_item(
+            "X-RateLimit-Reset",
+            headers::ceil_seconds(self.reset_after).to_string(),
+        )?;
         if !self.allowed {
             headers.set_item(
                 "Retry-After",
