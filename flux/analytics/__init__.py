@@ -64,19 +64,18 @@ from __future__ import annotations
 
 from flux.analytics import hooks
 from flux.analytics.aggregate import LATENCY_BUCKETS, Snapshot, snapshot_to_json
+from flux.analytics.events import record, record_error
 from flux.analytics.hooks import Event
-from flux.analytics.query import snapshot, stats
-from flux.analytics.recorder import (
+from flux.analytics.lifecycle import (
     configure,
     current,
     flush,
     is_enabled,
-    record,
-    record_error,
     server_address,
     set_breaker_probe,
     shutdown,
 )
+from flux.analytics.query import snapshot, stats
 
 __all__ = [
     "LATENCY_BUCKETS",

@@ -65,7 +65,7 @@ _lock = threading.Lock()
 _hooks: dict[str, tuple[Hook, ...]] = {kind: () for kind in KINDS}
 # Hooks that have raised (their first exception was logged as an error).
 _failed: set[int] = set()
-# Set by flux.analytics.recorder: called with True when any hook is registered, False when none.
+# Set by flux.analytics.events: called with True when any hook is registered, False when none.
 _listeners: list[Callable[[bool], None]] = []
 
 

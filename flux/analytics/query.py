@@ -8,7 +8,8 @@ from flux._redis_py import redis_target
 from flux._shared import region_path
 from flux.analytics.aggregate import Aggregate, Snapshot
 from flux.analytics.area import area_path
-from flux.analytics.recorder import _LiveSource, current
+from flux.analytics.lifecycle import current
+from flux.analytics.recorder import LiveSource
 from flux.analytics.server import Source, stats_document
 from flux.analytics.shared_sink import SharedReader
 from flux.analytics.sinks import MemorySink, RedisReader
@@ -31,7 +32,7 @@ def _source(config: FluxConfig | None) -> tuple[Source, Any]:
     """The source to read, and a client to close afterwards (or None)."""
     recorder = current()
     if config is None and recorder is not None:
-        return _LiveSource(recorder), None
+        return LiveSource(recorder), None
     config = config if config is not None else get_config()
     if config.storage == STORAGE_REDIS:
         client = redis_target(config).connect()
@@ -39,7 +40,7 @@ def _source(config: FluxConfig | None) -> tuple[Source, Any]:
     if config.storage == STORAGE_SHARED:
         return SharedReader(area_path(region_path(config))), None
     if recorder is not None and isinstance(recorder.sink, MemorySink):
-        return _LiveSource(recorder), None
+        return LiveSource(recorder), None
     return _Empty(), None
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 __all__ = ["report", "report_error", "report_one", "wanted"]
 
 #: Whether decisions need timing and reporting at all. False only once analytics is known to
-#: be off in this process and no hook is registered (:mod:`flux.analytics.recorder` tells it,
+#: be off in this process and no hook is registered (:mod:`flux.analytics.events` tells it,
 #: through ``on_wanted``); True until then, so that the first decision still configures
 #: analytics from flux.toml. The per-request path reads it to skip two clock reads and two calls.
 wanted = True
@@ -26,7 +26,7 @@ _loaded = False
 def _load() -> None:
     global _record, _record_error, _loaded
     try:
-        from flux.analytics.recorder import on_wanted, record, record_error
+        from flux.analytics.events import on_wanted, record, record_error
     except ImportError:  # analytics not shipped in this build: decisions go unrecorded
         record = record_error = None  # type: ignore[assignment]
     else:

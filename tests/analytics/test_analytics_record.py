@@ -11,7 +11,7 @@ import pytest
 from analytics_support import make_config
 
 from flux import RateLimiter, RateLimitResult, analytics
-from flux.analytics import hooks, recorder
+from flux.analytics import events, hooks, lifecycle
 from flux.analytics.aggregate import Aggregate, RawEvent, quantile
 from flux.analytics.sinks import MemorySink
 from flux.identity import hash_identity
@@ -40,8 +40,10 @@ def test_disabled_records_nothing() -> None:
 
 def test_first_record_configures_from_flux_toml(monkeypatch: pytest.MonkeyPatch) -> None:
     config = make_config()
-    monkeypatch.setattr(recorder, "_configured", False)
-    monkeypatch.setattr(recorder, "get_config", lambda: config)
+    # Never configured: the lifecycle's state and the entry points' copy of it.
+    monkeypatch.setattr(lifecycle, "_configured", False)
+    monkeypatch.setattr(events, "_configured", False)
+    monkeypatch.setattr(lifecycle, "get_config", lambda: config)
     analytics.record("login", "/login", RateLimitResult(True, 4, limit=5), 1e-6, "ip:1.2.3.4")
     assert analytics.is_enabled()
     assert analytics.server_address() == ("127.0.0.1", config.analytics.port)
@@ -314,7 +316,7 @@ def test_record_keeps_a_reference_not_a_copy() -> None:
 
 
 def _record_at(monkeypatch: pytest.MonkeyPatch, when: float, allowed: bool, n: int) -> None:
-    monkeypatch.setattr(recorder, "_time", lambda: when)
+    monkeypatch.setattr(events, "_time", lambda: when)
     for _ in range(n):
         analytics.record("api", "/", RateLimitResult(allowed, limit=9), 1e-6, "ip:1")
 

@@ -191,11 +191,11 @@ def test_metrics_report_a_dead_redis() -> None:
 def test_the_timeline_is_shared_through_redis(
     redis_url: str, redis_client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flux.analytics import recorder
+    from flux.analytics import events
 
     analytics.configure(make_config(redis_url, sample_rate=0.5), serve=False, seed=1)
     now = time.time()
-    monkeypatch.setattr(recorder, "_time", lambda: now - 3)
+    monkeypatch.setattr(events, "_time", lambda: now - 3)
     for _ in range(200):
         analytics.record("api", "/", RateLimitResult(False, limit=9), 1e-6, "ip:1")
     analytics.flush()
