@@ -5,21 +5,15 @@ and threads hitting and refunding one key stay exact."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 from pathlib import Path
 
 import pytest
+from vectors import REFUND_VECTORS, limiter_for, load, replay
 
-SUPPORT = Path(__file__).parent / "support"
-if str(SUPPORT) not in sys.path:
-    sys.path.insert(0, str(SUPPORT))
-
-from refund_vectors import REFUND_VECTORS, load, replay  # noqa: E402  (needs the path above)
-
-from flux import FluxConfig, ManualClock, RateLimiter  # noqa: E402
-from flux._flux import ALGORITHMS  # noqa: E402
-from flux.config import FluxSettings, SharedConfig  # noqa: E402
+from flux import FluxConfig, ManualClock, RateLimiter
+from flux._flux import ALGORITHMS
+from flux.config import FluxSettings, SharedConfig
 
 HOUR = 3600.0
 STORAGES = ["memory", "shared"]
@@ -45,17 +39,8 @@ def test_refund_vector_replays_exactly(path: Path, storage: str, tmp_path: Path)
     vector = load(path)
     if storage == "shared" and vector["algorithm"] == "sliding_log":
         pytest.skip("the shared store does not hold sliding_log")
-    quota = vector["quota"]
     clock = ManualClock(0)
-    limiter = RateLimiter(
-        quota["requests"],
-        quota["period_us"] / 1e6,
-        burst=quota.get("burst"),
-        policy=vector["algorithm"],
-        clock=clock,
-        config=config_for(storage, tmp_path),
-    )
-    replay(path, vector, limiter, clock)
+    replay(path, vector, limiter_for(vector, clock, config_for(storage, tmp_path)), clock)
 
 
 def test_every_algorithm_has_a_refund_vector() -> None:

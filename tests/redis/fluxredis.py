@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -11,8 +10,6 @@ from typing import Any
 
 from flux import FluxConfig
 from flux.config import FluxSettings, LimitConfig, RedisConfig
-
-VECTORS = sorted((Path(__file__).parents[1] / "vectors").glob("*.json"))
 
 
 def redis_config(
@@ -30,22 +27,6 @@ def redis_config(
         rate_limits=limits or {},
         storage="redis",
     )
-
-
-def load_vector(path: Path) -> dict[str, Any]:
-    """One shared test vector (tests/vectors/README.md)."""
-    return dict(json.loads(path.read_text()))
-
-
-def as_vector_result(result: Any) -> dict[str, Any]:
-    """A result in the vectors' terms (whole µs, rounded up)."""
-    return {
-        "allowed": result.allowed,
-        "limit": result.limit,
-        "remaining": result.remaining,
-        "reset_after_us": math.ceil(round(result.reset_after * 1e6, 3)),
-        "retry_after_us": math.ceil(round(result.retry_after * 1e6, 3)),
-    }
 
 
 WORKER = Path(__file__).with_name("redis_worker.py")

@@ -7,8 +7,9 @@ import warnings
 from pathlib import Path
 
 import pytest
-from fluxredis import VECTORS, as_vector_result, load_vector, redis_config
+from fluxredis import redis_config
 from redis_server import RedisServer
+from vectors import VECTORS, limiter_for, load, replay
 
 from flux import (
     ConfigError,
@@ -107,26 +108,9 @@ def test_settings_the_store_cannot_use_are_config_errors(redis: RedisServer) -> 
 
 @pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])
 def test_vectors_replay_exactly_through_python_on_redis(redis: RedisServer, path: Path) -> None:
-    vector = load_vector(path)
-    quota = vector["quota"]
+    vector = load(path)
     clock = ManualClock(0)
-    lim = RateLimiter(
-        quota["requests"],
-        quota["period_us"] / 1e6,
-        burst=quota.get("burst"),
-        policy=vector["algorithm"],
-        clock=clock,
-        config=redis_config(redis.url),
-    )
-    for i, step in enumerate(vector["steps"]):
-        clock.set(step["now_us"] / 1e6)
-        key = step.get("key", "k")
-        op = step.get("op", "hit")
-        if op == "reset":
-            lim.reset(key)
-            continue
-        result = lim.hit(key, cost=step.get("cost", 1)) if op == "hit" else lim.peek(key)
-        assert as_vector_result(result) == step["expect"], f"{path.name} step {i}"
+    replay(path, vector, limiter_for(vector, clock, redis_config(redis.url)), clock)
 
 
 def test_hit_many_is_one_atomic_round_trip(redis: RedisServer) -> None:

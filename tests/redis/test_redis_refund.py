@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fluxredis import redis_config
 from redis_server import RedisServer
-from refund_vectors import REFUND_VECTORS, load, replay
+from vectors import REFUND_VECTORS, limiter_for, load, replay
 
 from flux import ConnectionError, ManualClock, RateLimiter
 
@@ -21,17 +21,8 @@ HOUR = 3600.0
 @pytest.mark.parametrize("path", REFUND_VECTORS, ids=[p.stem for p in REFUND_VECTORS])
 def test_refund_vector_replays_exactly_on_redis(redis: RedisServer, path: Path) -> None:
     vector = load(path)
-    quota = vector["quota"]
     clock = ManualClock(0)
-    lim = RateLimiter(
-        quota["requests"],
-        quota["period_us"] / 1e6,
-        burst=quota.get("burst"),
-        policy=vector["algorithm"],
-        clock=clock,
-        config=redis_config(redis.url),
-    )
-    replay(path, vector, lim, clock)
+    replay(path, vector, limiter_for(vector, clock, redis_config(redis.url)), clock)
 
 
 def test_a_refund_is_one_round_trip_and_lifts_the_deny_cache(redis: RedisServer) -> None:

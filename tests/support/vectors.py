@@ -1,5 +1,6 @@
-"""The refund vectors of tests/vectors/refund/ (hits and refunds; format in
-tests/vectors/README.md) and the one Python replay of them, for every store's tests."""
+"""The shared vectors of tests/vectors/ (hits, peeks, resets) and tests/vectors/refund/
+(with refunds), format in tests/vectors/README.md, and the one Python replay of both, for every
+store's tests."""
 
 from __future__ import annotations
 
@@ -8,14 +9,29 @@ import math
 from pathlib import Path
 from typing import Any
 
-from flux import ManualClock, RateLimiter, RateLimitResult
+from flux import FluxConfig, ManualClock, RateLimiter, RateLimitResult
 
-REFUND_VECTORS = sorted((Path(__file__).parents[1] / "vectors" / "refund").glob("*.json"))
+HERE = Path(__file__).parents[1] / "vectors"
+VECTORS = sorted(HERE.glob("*.json"))
+REFUND_VECTORS = sorted((HERE / "refund").glob("*.json"))
 
 
 def load(path: Path) -> dict[str, Any]:
-    """One refund vector."""
+    """One vector."""
     return dict(json.loads(path.read_text()))
+
+
+def limiter_for(vector: dict[str, Any], clock: ManualClock, config: FluxConfig) -> RateLimiter:
+    """The limiter ``vector`` describes, on ``clock``, in ``config``'s store."""
+    quota = vector["quota"]
+    return RateLimiter(
+        quota["requests"],
+        quota["period_us"] / 1e6,
+        burst=quota.get("burst"),
+        policy=vector["algorithm"],
+        clock=clock,
+        config=config,
+    )
 
 
 def as_vector_result(result: RateLimitResult) -> dict[str, Any]:
