@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Union
 from urllib.parse import urlsplit
 
-from flux.rates import EXPECTED, parse_rates
+from flux.rates import EXPECTED, BadRate, parse_rates
 
 Check = Callable[[Any], Any]
 Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -116,8 +116,8 @@ def rate_string(value: Any) -> str:
         raise Invalid('a rate string such as "100/minute"', value)
     try:
         parse_rates(value)
-    except ValueError as exc:
-        raise Invalid(EXPECTED, value, str(exc).partition(": ")[2].partition("; ")[0]) from None
+    except BadRate as exc:
+        raise Invalid(EXPECTED, value, exc.reason) from None
     return value
 
 

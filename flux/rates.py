@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["Rate", "is_rate_string", "parse_rates"]
+__all__ = ["BadRate", "Rate", "is_rate_string", "parse_rates"]
 
 _UNITS = {
     "s": 1,
@@ -53,6 +53,17 @@ EXPECTED = (
 )
 
 
+class BadRate(ValueError):
+    """A malformed rate string; ``reason`` says what is wrong, the message also quotes the
+    string and what is expected."""
+
+    def __init__(self, text: str, reason: str, expected: bool = True) -> None:
+        self.text = text
+        self.reason = reason
+        hint = f"; {EXPECTED}" if expected else ""
+        super().__init__(f"bad rate string {text!r}: {reason}{hint}")
+
+
 @dataclass(frozen=True)
 class Rate:
     """``requests`` per ``period`` seconds, as one part of a rate string spelt it."""
@@ -83,26 +94,26 @@ def parse_rates(text: str) -> tuple[Rate, ...]:
         parts.pop()  # a trailing separator is harmless
     for part in parts:
         if not part.strip():
-            raise ValueError(f"bad rate string {text!r}: an empty rate; {EXPECTED}")
+            raise BadRate(text, "an empty rate")
         rates.append(_parse_one(text, part))
     if len(set(rates)) != len(rates):
-        raise ValueError(f"bad rate string {text!r}: a rate is given twice")
+        raise BadRate(text, "a rate is given twice", expected=False)
     return tuple(rates)
 
 
 def _parse_one(text: str, part: str) -> Rate:
     found = _ONE_RATE.fullmatch(part)
     if found is None:
-        raise ValueError(f"bad rate string {text!r}: cannot read {part.strip()!r}; {EXPECTED}")
+        raise BadRate(text, f"cannot read {part.strip()!r}")
     unit = found["unit"].lower()
     seconds = _UNITS.get(unit)
     if seconds is None:
-        raise ValueError(f"bad rate string {text!r}: unknown unit {found['unit']!r}; {EXPECTED}")
+        raise BadRate(text, f"unknown unit {found['unit']!r}")
     count = int(found["count"])
     multiplier = float(found["multiplier"]) if found["multiplier"] else 1.0
     if count < 1:
-        raise ValueError(f"bad rate string {text!r}: the count must be at least 1")
+        raise BadRate(text, "the count must be at least 1", expected=False)
     if multiplier <= 0:
-        raise ValueError(f"bad rate string {text!r}: the period must be longer than 0")
+        raise BadRate(text, "the period must be longer than 0", expected=False)
     period = multiplier * seconds
     return Rate(count, int(period) if period == int(period) else period)

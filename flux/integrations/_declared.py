@@ -19,7 +19,7 @@ from typing import Any
 
 from flux.config import FluxConfig, LimitConfig, RateLimitPolicy, get_config
 from flux.limiter import ManualClock, RateLimiter
-from flux.rates import is_rate_string, parse_rates
+from flux.rates import Rate, is_rate_string, parse_rates
 
 __all__ = [
     "Limit",
@@ -161,7 +161,7 @@ class Limit:
     def describe(self) -> str:
         """``5/10s`` style quota text, to tell apart unnamed limits of one function."""
         limiter = self._limiter
-        return f"{limiter.requests}/{limiter.period:g}s"
+        return Rate(limiter.requests, limiter.period).describe()
 
 
 _shared: dict[tuple[Any, ...], Limit] = {}

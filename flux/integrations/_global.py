@@ -178,7 +178,7 @@ class GlobalLimits:
 
     def _applicable(self, integration: Integration, request: Any) -> list[Rule]:
         rules = self.rules_for(integration.path(request), integration.method(request))
-        if rules and rules[0].has_policies:  # one policy for all of them
+        if rules and rules[0].may_exempt:  # one policy for all of them
             return [] if is_exempt(rules[0], integration, request) else rules
         return rules
 

@@ -66,12 +66,8 @@ class ExemptAddresses:
 
 
 @functools.lru_cache(maxsize=4096)
-def _within_cached(address: Any, networks: tuple[Any, ...]) -> bool:
-    return any(address.version == n.version and address in n for n in networks)
-
-
 def _within(address: Any, networks: tuple[Any, ...]) -> bool:
-    return _within_cached(address, networks)
+    return any(address.version == n.version and address in n for n in networks)
 
 
 _exempt_by_config: dict[int, tuple[FluxConfig, ExemptAddresses | None]] = {}
