@@ -42,6 +42,32 @@ impl flux_limiter {
     }
 }
 
+/// What `flux_limiter_hit`, `_peek` and `_refund` share: check the pointers, read the key,
+/// let `decide` answer, and write the decision to `*out` (untouched on failure).
+///
+/// # Safety
+/// As for `flux_limiter_hit`.
+#[inline(always)]
+unsafe fn decide_on_key(
+    limiter: *const flux_limiter,
+    key: *const c_char,
+    key_len: usize,
+    out: *mut flux_decision,
+    decide: impl FnOnce(&flux_limiter, &str) -> Result<flux_decision, Error>,
+) -> flux_result {
+    ffi_guard!({
+        // SAFETY: non-NULL and live per the contract.
+        let limiter = unsafe { &*non_null!(limiter) };
+        let out = non_null!(out);
+        // SAFETY: readable for key_len bytes per the contract.
+        let key = unsafe { args::key(key, key_len) }?;
+        let decision = decide(limiter, key)?;
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { write_out(out, decision) };
+        Ok(())
+    })
+}
+
 /// How to build a limiter. Zero-initialise it (`flux_limiter_options opts = {0};`), then set
 /// at least `requests` and `period_ns`: every other field's zero value means its default.
 ///
@@ -185,17 +211,12 @@ pub unsafe extern "C" fn flux_limiter_hit(
     cost: u64,
     out: *mut flux_decision,
 ) -> flux_result {
-    ffi_guard!({
-        // SAFETY: non-NULL and live per the contract.
-        let limiter = unsafe { &*non_null!(limiter) };
-        let out = non_null!(out);
-        // SAFETY: readable for key_len bytes per the contract.
-        let key = unsafe { args::key(key, key_len) }?;
-        let decision = limiter.hit(key, cost)?;
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { write_out(out, decision) };
-        Ok(())
-    })
+    // SAFETY: the caller keeps this function's contract, which is `decide_on_key`'s.
+    unsafe {
+        decide_on_key(limiter, key, key_len, out, |limiter, key| {
+            limiter.hit(key, cost)
+        })
+    }
 }
 
 /// Writes to `*out` what a hit of cost 1 on the key `key[0 .. key_len)` would see now,
@@ -217,17 +238,8 @@ pub unsafe extern "C" fn flux_limiter_peek(
     key_len: usize,
     out: *mut flux_decision,
 ) -> flux_result {
-    ffi_guard!({
-        // SAFETY: non-NULL and live per the contract.
-        let limiter = unsafe { &*non_null!(limiter) };
-        let out = non_null!(out);
-        // SAFETY: readable for key_len bytes per the contract.
-        let key = unsafe { args::key(key, key_len) }?;
-        let decision = limiter.peek(key)?;
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { write_out(out, decision) };
-        Ok(())
-    })
+    // SAFETY: the caller keeps this function's contract, which is `decide_on_key`'s.
+    unsafe { decide_on_key(limiter, key, key_len, out, |limiter, key| limiter.peek(key)) }
 }
 
 /// Gives back `cost` units of the key `key[0 .. key_len)`'s capacity, e.g. for a hit taken
@@ -261,17 +273,12 @@ pub unsafe extern "C" fn flux_limiter_refund(
     cost: u64,
     out: *mut flux_decision,
 ) -> flux_result {
-    ffi_guard!({
-        // SAFETY: non-NULL and live per the contract.
-        let limiter = unsafe { &*non_null!(limiter) };
-        let out = non_null!(out);
-        // SAFETY: readable for key_len bytes per the contract.
-        let key = unsafe { args::key(key, key_len) }?;
-        let decision = limiter.refund(key, cost)?;
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { write_out(out, decision) };
-        Ok(())
-    })
+    // SAFETY: the caller keeps this function's contract, which is `decide_on_key`'s.
+    unsafe {
+        decide_on_key(limiter, key, key_len, out, |limiter, key| {
+            limiter.refund(key, cost)
+        })
+    }
 }
 
 /// Puts the key `key[0 .. key_len)` back to full capacity (forgets its state).
