@@ -47,9 +47,11 @@ pub enum Reply {
 pub type PyDispatcher = Dispatcher<Reply>;
 
 /// The result of a single hit (what a blocked synchronous caller gets).
-pub fn hit_result(done: Done) -> PyResult<RateLimitResult> {
+pub fn hit_result(py: Python<'_>, done: Done) -> PyResult<RateLimitResult> {
     match done {
-        Done::Hit(outcome) => outcome.map(RateLimitResult::from_outcome).map_err(to_py),
+        Done::Hit(outcome) => outcome
+            .map(|outcome| RateLimitResult::from_outcome(py, outcome))
+            .map_err(to_py),
         Done::Many(_) => unreachable!("blocking callers send single hits"),
     }
 }
@@ -57,14 +59,14 @@ pub fn hit_result(done: Done) -> PyResult<RateLimitResult> {
 /// The Python value of a finished request: a result, or a list of them.
 fn into_py(done: Done, py: Python<'_>) -> PyResult<Py<PyAny>> {
     match done {
-        Done::Hit(_) => Ok(Py::new(py, hit_result(done)?)?.into_any()),
+        Done::Hit(_) => Ok(Py::new(py, hit_result(py, done)?)?.into_any()),
         Done::Many(outcome) => {
             let outcome = outcome.map_err(to_py)?;
             let list = PyList::empty(py);
             for decision in outcome.decisions {
                 list.append(Py::new(
                     py,
-                    RateLimitResult::from_decision(decision, outcome.source),
+                    RateLimitResult::from_decision(py, decision, outcome.source),
                 )?)?;
             }
             Ok(list.into_any().unbind())

@@ -100,7 +100,9 @@ impl Limiter {
             None => op(inner),
             Some(_) => py.detach(|| op(inner)),
         };
-        outcome.map(RateLimitResult::from_outcome).map_err(to_py)
+        outcome
+            .map(|outcome| RateLimitResult::from_outcome(py, outcome))
+            .map_err(to_py)
     }
 
     /// A synchronous hit on Redis: straight to Redis while few are in flight, else through
@@ -125,7 +127,7 @@ impl Limiter {
                 },
                 reply: Reply::Blocking(slot.clone()),
             });
-            return aio::hit_result(py.detach(|| slot.wait()));
+            return aio::hit_result(py, py.detach(|| slot.wait()));
         }
         self.decide(py, |limiter| limiter.hit_outcome(key, cost))
     }
@@ -231,7 +233,7 @@ impl Limiter {
             None => self
                 .inner
                 .hit_outcome(key, cost)
-                .map(RateLimitResult::from_outcome)
+                .map(|outcome| RateLimitResult::from_outcome(py, outcome))
                 .map_err(to_py),
             Some(store) => self.redis_hit(py, store, key, cost),
         }
@@ -428,7 +430,7 @@ fn hit_many_costed(
     Ok(outcome
         .decisions
         .into_iter()
-        .map(|decision| RateLimitResult::from_decision(decision, outcome.source))
+        .map(|decision| RateLimitResult::from_decision(py, decision, outcome.source))
         .collect())
 }
 

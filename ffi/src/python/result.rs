@@ -3,7 +3,7 @@
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString};
 
 use super::headers;
 use flux_core::{Decision, Outcome, Source};
@@ -40,11 +40,15 @@ fn parse_source(name: &str) -> PyResult<Source> {
 // and every free, which cost more than CPython's own small-object allocator (callgrind, a
 // Python `hit(key).allowed` loop: 2,042 instructions per hit with a freelist of 64, 1,794
 // without).
+//
+// `allowed` is held as the Python bool itself: on a frozen class pyo3 makes such a field a
+// struct member, which the interpreter reads inline (a specialised `LOAD_ATTR`), where a
+// `bool` field would go through a getter call on every `hit(key).allowed`.
 #[pyclass(module = "flux._flux", frozen, subclass)]
 pub struct RateLimitResult {
     /// Whether the hit passed (and was counted).
     #[pyo3(get)]
-    pub allowed: bool,
+    allowed: Py<PyBool>,
     /// Whole hits of cost 1 still allowed now.
     #[pyo3(get)]
     pub remaining: u64,
@@ -65,7 +69,7 @@ impl RateLimitResult {
     /// The result of a core outcome (its fail-open error, if any, is the core's to log). The
     /// error is moved out and dropped out of line: the hit path drops nothing.
     #[inline(always)]
-    pub fn from_outcome(outcome: Outcome) -> Self {
+    pub fn from_outcome(py: Python<'_>, outcome: Outcome) -> Self {
         let Outcome {
             decision,
             source,
@@ -74,19 +78,28 @@ impl RateLimitResult {
         if let Some(error) = error {
             forget_error(error);
         }
-        Self::from_decision(decision, source)
+        Self::from_decision(py, decision, source)
     }
 
     #[inline]
-    pub fn from_decision(d: Decision, source: Source) -> Self {
+    pub fn from_decision(py: Python<'_>, d: Decision, source: Source) -> Self {
         RateLimitResult {
-            allowed: d.allowed,
+            allowed: PyBool::new(py, d.allowed).to_owned().unbind(),
             remaining: d.remaining,
             reset_after: d.reset_after_secs(),
             retry_after: d.retry_after_secs(),
             limit: d.limit,
             source,
         }
+    }
+}
+
+impl RateLimitResult {
+    /// Whether the hit passed, for Rust: `allowed` is always `True` or `False` itself.
+    #[inline]
+    pub fn is_allowed(&self) -> bool {
+        // SAFETY: Py_True is the address of a static object; no reference count is touched.
+        self.allowed.as_ptr() == unsafe { pyo3::ffi::Py_True() }
     }
 }
 
@@ -102,6 +115,7 @@ impl RateLimitResult {
     #[new]
     #[pyo3(signature = (allowed, remaining=0, reset_after=0.0, retry_after=0.0, limit=0, *, source="memory"))]
     fn new(
+        py: Python<'_>,
         allowed: bool,
         remaining: u64,
         reset_after: Option<f64>,
@@ -110,7 +124,7 @@ impl RateLimitResult {
         source: &str,
     ) -> PyResult<Self> {
         Ok(RateLimitResult {
-            allowed,
+            allowed: PyBool::new(py, allowed).to_owned().unbind(),
             remaining,
             reset_after: reset_after.unwrap_or(0.0),
             retry_after: retry_after.unwrap_or(0.0),
@@ -149,7 +163,7 @@ impl RateLimitResult {
             "X-RateLimit-Reset",
             headers::ceil_seconds(self.reset_after).to_string(),
         )?;
-        if !self.allowed {
+        if !self.is_allowed() {
             headers.set_item(
                 "Retry-After",
                 headers::ceil_seconds(self.retry_after).max(1).to_string(),
@@ -215,13 +229,14 @@ impl RateLimitResult {
     }
 
     fn __bool__(&self) -> bool {
-        self.allowed
+        self.is_allowed()
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other.cast::<RateLimitResult>().is_ok_and(|o| {
             let o = o.get();
-            (o.allowed, o.remaining, o.limit) == (self.allowed, self.remaining, self.limit)
+            (o.is_allowed(), o.remaining, o.limit)
+                == (self.is_allowed(), self.remaining, self.limit)
                 && o.reset_after == self.reset_after
                 && o.retry_after == self.retry_after
                 && (o.source == Source::FailOpen) == (self.source == Source::FailOpen)
@@ -231,7 +246,7 @@ impl RateLimitResult {
     fn __repr__(&self) -> String {
         format!(
             "RateLimitResult(allowed={}, remaining={}, limit={}, reset_after={:.6}, retry_after={:.6}{})",
-            if self.allowed { "True" } else { "False" },
+            if self.is_allowed() { "True" } else { "False" },
             self.remaining,
             self.limit,
             self.reset_after,
