@@ -324,11 +324,6 @@ impl Ready {
             outcome: Some(outcome),
         }
     }
-
-    pub fn of(py: Python<'_>, result: PyResult<RateLimitResult>) -> PyResult<Py<Ready>> {
-        let outcome = result.and_then(|r| Ok(Py::new(py, r)?.into_any()));
-        Py::new(py, Ready::new(outcome))
-    }
 }
 
 #[pymethods]

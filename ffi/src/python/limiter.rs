@@ -8,6 +8,7 @@ use crate::python::dispatcher::{Job, Slot, Work};
 use crate::python::errors::to_py;
 use crate::python::redis_store::RedisStore;
 use crate::python::result::RateLimitResult;
+use crate::python::result_reuse;
 use crate::python::shared_region::SharedRegion;
 use flux_core::{AlgorithmKind, FailurePolicy, Outcome, Quota};
 use pyo3::exceptions::PyValueError;
@@ -90,31 +91,29 @@ impl Limiter {
     /// `op` on the core limiter: straight on the embedded and shared stores (GIL kept), with
     /// the GIL released on Redis (one round trip).
     #[inline]
-    fn decide(
+    fn decide<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         op: impl FnOnce(&flux_core::Limiter) -> flux_core::Result<Outcome> + Send,
-    ) -> PyResult<RateLimitResult> {
+    ) -> PyResult<Bound<'py, RateLimitResult>> {
         let inner = &*self.inner;
         let outcome = match &self.redis {
             None => op(inner),
             Some(_) => py.detach(|| op(inner)),
         };
-        outcome
-            .map(|outcome| RateLimitResult::from_outcome(py, outcome))
-            .map_err(to_py)
+        result_reuse::issue(py, outcome.map_err(to_py)?)
     }
 
     /// A synchronous hit on Redis: straight to Redis while few are in flight, else through
     /// the store's pipelines (see `StoreHandle::enter`).
     #[inline(never)]
-    fn redis_hit(
+    fn redis_hit<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         store: &Py<RedisStore>,
         key: &str,
         cost: u64,
-    ) -> PyResult<RateLimitResult> {
+    ) -> PyResult<Bound<'py, RateLimitResult>> {
         let handle = &store.get().handle;
         let entered = handle.enter();
         if !entered.direct && pipelined(&self.inner) {
@@ -127,7 +126,8 @@ impl Limiter {
                 },
                 reply: Reply::Blocking(slot.clone()),
             });
-            return aio::hit_result(py, py.detach(|| slot.wait()));
+            let result = aio::hit_result(py, py.detach(|| slot.wait()))?;
+            return Bound::new(py, result);
         }
         self.decide(py, |limiter| limiter.hit_outcome(key, cost))
     }
@@ -220,21 +220,17 @@ impl Limiter {
     /// Counts a hit of `cost` on `key` if it passes; a denied hit changes nothing.
     /// `endpoint` is accepted for flux-limiter compatibility and analytics.
     #[pyo3(signature = (key, endpoint=None, cost=1))]
-    fn hit(
+    fn hit<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         key: &str,
         endpoint: Option<&Bound<'_, PyAny>>,
         cost: i64,
-    ) -> PyResult<RateLimitResult> {
+    ) -> PyResult<Bound<'py, RateLimitResult>> {
         let _ = endpoint;
         let cost = whole_cost(cost, &self.inner)?;
         match &self.redis {
-            None => self
-                .inner
-                .hit_outcome(key, cost)
-                .map(|outcome| RateLimitResult::from_outcome(py, outcome))
-                .map_err(to_py),
+            None => result_reuse::issue(py, self.inner.hit_outcome(key, cost).map_err(to_py)?),
             Some(store) => self.redis_hit(py, store, key, cost),
         }
     }
@@ -266,13 +262,13 @@ impl Limiter {
             }
             _ => {
                 let result = self.hit(py, &key, None, cost as i64)?;
-                Ok(Ready::of(py, Ok(result))?.into_any())
+                Ok(Py::new(py, Ready::new(Ok(result.into_any().unbind())))?.into_any())
             }
         }
     }
 
     /// What a hit of cost 1 on `key` would see now, without counting it.
-    fn peek(&self, py: Python<'_>, key: &str) -> PyResult<RateLimitResult> {
+    fn peek<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, RateLimitResult>> {
         self.decide(py, |limiter| limiter.peek_outcome(key))
     }
 
@@ -280,7 +276,12 @@ impl Limiter {
     /// and returns what a hit of cost 1 would see next. Never above full capacity; an idle or
     /// unknown key is left as it is. Costs are checked as for `hit`.
     #[pyo3(signature = (key, cost=1))]
-    fn refund(&self, py: Python<'_>, key: &str, cost: i64) -> PyResult<RateLimitResult> {
+    fn refund<'py>(
+        &self,
+        py: Python<'py>,
+        key: &str,
+        cost: i64,
+    ) -> PyResult<Bound<'py, RateLimitResult>> {
         let cost = whole_cost(cost, &self.inner)?;
         self.decide(py, |limiter| limiter.refund_outcome(key, cost))
     }

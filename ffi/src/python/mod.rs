@@ -10,6 +10,7 @@ mod limiter;
 mod logging;
 mod redis_store;
 mod result;
+mod result_reuse;
 mod shared_region;
 
 use pyo3::prelude::*;
@@ -34,6 +35,7 @@ fn _flux(m: &Bound<'_, PyModule>) -> PyResult<()> {
         (),
         Some(&[("after_in_child", after_fork)].into_py_dict(m.py())?),
     )?;
+    result_reuse::enable(m.py())?;
     logging::install();
     Ok(())
 }

@@ -7,6 +7,8 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString};
 
 use super::headers;
 use flux_core::{Decision, Outcome, Source};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, AtomicU8};
 
 /// The `source` attribute's name of the core's [`Source`]. A shared-memory region says
 /// `"memory"`, as it did before the core told the two apart: the strings are public API.
@@ -49,42 +51,30 @@ pub struct RateLimitResult {
     /// Whether the hit passed (and was counted).
     #[pyo3(get)]
     allowed: Py<PyBool>,
+    /// The figures of the decision. Atomics only so that a result nobody else holds can be
+    /// filled in again for the next hit (see `result_reuse`); they are never raced.
+    numbers: AtomicNumbers,
+}
+
+/// The figures of one decision, as read out of a result.
+#[derive(Clone, Copy)]
+pub struct Numbers {
     /// Whole hits of cost 1 still allowed now.
-    #[pyo3(get)]
     pub remaining: u64,
     /// Seconds until the key is back to full capacity.
-    #[pyo3(get)]
     pub reset_after: f64,
     /// Seconds until this hit would pass; 0.0 when it passed.
-    #[pyo3(get)]
     pub retry_after: f64,
     /// The capacity (burst for bucket algorithms, requests for window algorithms).
-    #[pyo3(get)]
     pub limit: u64,
     /// Where the decision came from (the core says, see docs/architecture.md, *Stores*).
     pub source: Source,
 }
 
-impl RateLimitResult {
-    /// The result of a core outcome (its fail-open error, if any, is the core's to log). The
-    /// error is moved out and dropped out of line: the hit path drops nothing.
+impl Numbers {
     #[inline(always)]
-    pub fn from_outcome(py: Python<'_>, outcome: Outcome) -> Self {
-        let Outcome {
-            decision,
-            source,
-            error,
-        } = outcome;
-        if let Some(error) = error {
-            forget_error(error);
-        }
-        Self::from_decision(py, decision, source)
-    }
-
-    #[inline]
-    pub fn from_decision(py: Python<'_>, d: Decision, source: Source) -> Self {
-        RateLimitResult {
-            allowed: PyBool::new(py, d.allowed).to_owned().unbind(),
+    fn of(d: &Decision, source: Source) -> Self {
+        Numbers {
             remaining: d.remaining,
             reset_after: d.reset_after_secs(),
             retry_after: d.retry_after_secs(),
@@ -94,7 +84,129 @@ impl RateLimitResult {
     }
 }
 
+/// [`Numbers`] in relaxed atomics (floats as their bits, the source as its index).
+struct AtomicNumbers {
+    remaining: AtomicU64,
+    reset_after: AtomicU64,
+    retry_after: AtomicU64,
+    limit: AtomicU64,
+    source: AtomicU8,
+}
+
+const SOURCES: [Source; 5] = [
+    Source::Memory,
+    Source::Shared,
+    Source::Redis,
+    Source::DenyCache,
+    Source::FailOpen,
+];
+
+#[inline(always)]
+fn source_index(source: Source) -> u8 {
+    match source {
+        Source::Memory => 0,
+        Source::Shared => 1,
+        Source::Redis => 2,
+        Source::DenyCache => 3,
+        Source::FailOpen => 4,
+    }
+}
+
+impl AtomicNumbers {
+    #[inline(always)]
+    fn new(n: Numbers) -> Self {
+        AtomicNumbers {
+            remaining: AtomicU64::new(n.remaining),
+            reset_after: AtomicU64::new(n.reset_after.to_bits()),
+            retry_after: AtomicU64::new(n.retry_after.to_bits()),
+            limit: AtomicU64::new(n.limit),
+            source: AtomicU8::new(source_index(n.source)),
+        }
+    }
+
+    #[inline(always)]
+    fn store(&self, n: Numbers) {
+        self.remaining.store(n.remaining, Relaxed);
+        self.reset_after.store(n.reset_after.to_bits(), Relaxed);
+        self.retry_after.store(n.retry_after.to_bits(), Relaxed);
+        self.limit.store(n.limit, Relaxed);
+        self.source.store(source_index(n.source), Relaxed);
+    }
+
+    #[inline(always)]
+    fn load(&self) -> Numbers {
+        Numbers {
+            remaining: self.remaining.load(Relaxed),
+            reset_after: f64::from_bits(self.reset_after.load(Relaxed)),
+            retry_after: f64::from_bits(self.retry_after.load(Relaxed)),
+            limit: self.limit.load(Relaxed),
+            source: SOURCES[usize::from(self.source.load(Relaxed))],
+        }
+    }
+}
+
 impl RateLimitResult {
+    /// The decision of a core outcome and its source, its fail-open error (if any, the
+    /// core's to log) moved out and dropped out of line: the hit path drops nothing.
+    #[inline(always)]
+    pub fn split(outcome: Outcome) -> (Decision, Source) {
+        let Outcome {
+            decision,
+            source,
+            error,
+        } = outcome;
+        if let Some(error) = error {
+            forget_error(error);
+        }
+        (decision, source)
+    }
+
+    /// The result of a core outcome, as a new value.
+    #[inline(always)]
+    pub fn from_outcome(py: Python<'_>, outcome: Outcome) -> Self {
+        let (decision, source) = Self::split(outcome);
+        Self::from_decision(py, decision, source)
+    }
+
+    #[inline]
+    pub fn from_decision(py: Python<'_>, d: Decision, source: Source) -> Self {
+        Self::with(py, d.allowed, Numbers::of(&d, source))
+    }
+
+    #[inline(always)]
+    fn with(py: Python<'_>, allowed: bool, numbers: Numbers) -> Self {
+        RateLimitResult {
+            allowed: PyBool::new(py, allowed).to_owned().unbind(),
+            numbers: AtomicNumbers::new(numbers),
+        }
+    }
+
+    /// A result of no decision (zero figures), to be refilled (see `result_reuse`).
+    pub(super) fn placeholder(py: Python<'_>, allowed: bool) -> Self {
+        let numbers = Numbers {
+            remaining: 0,
+            reset_after: 0.0,
+            retry_after: 0.0,
+            limit: 0,
+            source: Source::Memory,
+        };
+        Self::with(py, allowed, numbers)
+    }
+
+    /// Fills in the figures of `d` again. Only for a result nobody else can see (its one
+    /// reference held by `result_reuse`, the GIL held) whose `allowed` is `d.allowed`.
+    #[inline(always)]
+    pub(super) fn refill(&self, d: &Decision, source: Source) {
+        debug_assert_eq!(self.is_allowed(), d.allowed);
+        self.numbers.store(Numbers::of(d, source));
+    }
+
+    /// The figures of the decision.
+    #[inline]
+    pub fn numbers(&self) -> Numbers {
+        self.numbers.load()
+    }
+
     /// Whether the hit passed, for Rust: `allowed` is always `True` or `False` itself.
     #[inline]
     pub fn is_allowed(&self) -> bool {
@@ -123,50 +235,76 @@ impl RateLimitResult {
         limit: u64,
         source: &str,
     ) -> PyResult<Self> {
-        Ok(RateLimitResult {
-            allowed: PyBool::new(py, allowed).to_owned().unbind(),
+        let numbers = Numbers {
             remaining,
             reset_after: reset_after.unwrap_or(0.0),
             retry_after: retry_after.unwrap_or(0.0),
             limit,
             source: parse_source(source)?,
-        })
+        };
+        Ok(Self::with(py, allowed, numbers))
+    }
+
+    /// Whole hits of cost 1 still allowed now.
+    #[getter]
+    fn remaining(&self) -> u64 {
+        self.numbers.remaining.load(Relaxed)
+    }
+
+    /// Seconds until the key is back to full capacity.
+    #[getter]
+    fn reset_after(&self) -> f64 {
+        f64::from_bits(self.numbers.reset_after.load(Relaxed))
+    }
+
+    /// Seconds until this hit would pass; 0.0 when it passed.
+    #[getter]
+    fn retry_after(&self) -> f64 {
+        f64::from_bits(self.numbers.retry_after.load(Relaxed))
+    }
+
+    /// The capacity (burst for bucket algorithms, requests for window algorithms).
+    #[getter]
+    fn limit(&self) -> u64 {
+        self.numbers.limit.load(Relaxed)
     }
 
     /// Where the decision came from: `"memory"` (the embedded store), `"redis"`,
     /// `"deny_cache"` (Redis denied this key moments ago; no round trip) or `"fail_open"`.
     #[getter]
     fn source(&self) -> &'static str {
-        source_name(self.source)
+        source_name(self.numbers().source)
     }
 
     /// True when Redis failed and the hit was let through unchecked (the limit fails open): nothing
     /// was counted.
     #[getter]
     fn fail_open(&self) -> bool {
-        self.source == Source::FailOpen
+        self.numbers().source == Source::FailOpen
     }
 
     /// How much of the capacity is in use (limit − remaining).
     #[getter]
     fn usage(&self) -> u64 {
-        self.limit.saturating_sub(self.remaining)
+        let n = self.numbers();
+        n.limit.saturating_sub(n.remaining)
     }
 
     /// The `X-RateLimit-*` headers for this decision, plus `Retry-After` (whole seconds, rounded
     /// up) when it was denied.
     fn to_headers<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let n = self.numbers();
         let headers = PyDict::new(py);
-        headers.set_item("X-RateLimit-Limit", self.limit.to_string())?;
-        headers.set_item("X-RateLimit-Remaining", self.remaining.to_string())?;
+        headers.set_item("X-RateLimit-Limit", n.limit.to_string())?;
+        headers.set_item("X-RateLimit-Remaining", n.remaining.to_string())?;
         headers.set_item(
             "X-RateLimit-Reset",
-            headers::ceil_seconds(self.reset_after).to_string(),
+            headers::ceil_seconds(n.reset_after).to_string(),
         )?;
         if !self.is_allowed() {
             headers.set_item(
                 "Retry-After",
-                headers::ceil_seconds(self.retry_after).max(1).to_string(),
+                headers::ceil_seconds(n.retry_after).max(1).to_string(),
             )?;
         }
         Ok(headers)
@@ -191,16 +329,17 @@ impl RateLimitResult {
                 "quoted_name must be printable ASCII (an sf-string), got {quoted_name:?}"
             )));
         }
-        if self.source == Source::FailOpen {
+        let n = self.numbers();
+        if n.source == Source::FailOpen {
             // No decision was made: any number would be made up.
             return Ok(PyList::empty(py));
         }
         let mut text = String::with_capacity(64 + 2 * quoted_name.len());
         let ranges = headers::write_values(
             &mut text,
-            self.limit,
-            self.remaining,
-            self.reset_after,
+            n.limit,
+            n.remaining,
+            n.reset_after,
             quoted_name,
             window,
         );
@@ -234,24 +373,25 @@ impl RateLimitResult {
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         other.cast::<RateLimitResult>().is_ok_and(|o| {
-            let o = o.get();
-            (o.is_allowed(), o.remaining, o.limit)
-                == (self.is_allowed(), self.remaining, self.limit)
-                && o.reset_after == self.reset_after
-                && o.retry_after == self.retry_after
-                && (o.source == Source::FailOpen) == (self.source == Source::FailOpen)
+            let (o, allowed) = (o.get().numbers(), o.get().is_allowed());
+            let n = self.numbers();
+            (allowed, o.remaining, o.limit) == (self.is_allowed(), n.remaining, n.limit)
+                && o.reset_after == n.reset_after
+                && o.retry_after == n.retry_after
+                && (o.source == Source::FailOpen) == (n.source == Source::FailOpen)
         })
     }
 
     fn __repr__(&self) -> String {
+        let n = self.numbers();
         format!(
             "RateLimitResult(allowed={}, remaining={}, limit={}, reset_after={:.6}, retry_after={:.6}{})",
             if self.is_allowed() { "True" } else { "False" },
-            self.remaining,
-            self.limit,
-            self.reset_after,
-            self.retry_after,
-            if self.source == Source::FailOpen {
+            n.remaining,
+            n.limit,
+            n.reset_after,
+            n.retry_after,
+            if n.source == Source::FailOpen {
                 ", fail_open=True"
             } else {
                 ""
