@@ -207,6 +207,8 @@ GUNICORN = ["-m", "gunicorn", "-w", "4", "--chdir", "{dir}"]
 SERVERS = {
     "gunicorn-sync": [*GUNICORN, "-k", "sync", "app:app"],
     "gunicorn-gthread": [*GUNICORN, "-k", "gthread", "app:app"],
+    # The master builds the limiter (and opens the region) before forking its workers.
+    "gunicorn-preload": [*GUNICORN, "--preload", "-k", "sync", "app:app"],
     "uvicorn": [
         *["-m", "uvicorn", "--workers", "4", "--lifespan", "off", "--app-dir", "{dir}"],
         *["--log-level", "warning", "app:asgi"],
