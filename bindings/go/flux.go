@@ -44,6 +44,12 @@ static fluxgo_decision fluxgo_peek(const flux_limiter *l, _GoString_ key) {
 	out.err = fluxgo_error(out.result);
 	return out;
 }
+static fluxgo_decision fluxgo_refund(const flux_limiter *l, _GoString_ key, uint64_t cost) {
+	fluxgo_decision out;
+	out.result = flux_limiter_refund(l, fluxgo_key(key), _GoStringLen(key), cost, &out.decision);
+	out.err = fluxgo_error(out.result);
+	return out;
+}
 static flux_result fluxgo_reset(const flux_limiter *l, _GoString_ key, char **err) {
 	flux_result r = flux_limiter_reset(l, fluxgo_key(key), _GoStringLen(key));
 	*err = fluxgo_error(r);
@@ -345,6 +351,19 @@ func (l *Limiter) Hit(key string, cost uint64) (Decision, error) {
 // Peek says what a hit of cost 1 on key would see now, counting nothing.
 func (l *Limiter) Peek(key string) (Decision, error) {
 	out := C.fluxgo_peek(l.p, key)
+	runtime.KeepAlive(l)
+	if out.result != C.FLUX_RESULT_OK {
+		return Decision{}, check(out.result, out.err)
+	}
+	return decision(&out.decision), nil
+}
+
+// Refund gives back `cost` units (at least 1, at most the capacity) of key's capacity, for a
+// hit that should not count after all, and returns what a hit of cost 1 would see next. It
+// never lifts a key above full capacity and leaves a key that is at full capacity, expired
+// or unknown as it is. Atomic with the store's hits (on Redis: one round trip).
+func (l *Limiter) Refund(key string, cost uint64) (Decision, error) {
+	out := C.fluxgo_refund(l.p, key, C.uint64_t(cost))
 	runtime.KeepAlive(l)
 	if out.result != C.FLUX_RESULT_OK {
 		return Decision{}, check(out.result, out.err)

@@ -60,6 +60,43 @@ func TestHitPeekResetWithCost(t *testing.T) {
 	}
 }
 
+func TestRefundGivesBackCapacity(t *testing.T) {
+	clock, err := NewManualClock(1000 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clock.Close()
+	l := mustLimiter(t, Options{Requests: 3, Period: time.Minute, Clock: clock})
+	if d, err := l.Hit("login:ann", 3); err != nil || !d.Allowed || d.Remaining != 0 {
+		t.Fatalf("%+v %v", d, err)
+	}
+	if d, _ := l.Hit("login:ann", 1); d.Allowed {
+		t.Fatalf("over the limit: %+v", d)
+	}
+	// The refund's decision is what a hit of cost 1 would see next.
+	d, err := l.Refund("login:ann", 2)
+	if err != nil || !d.Allowed || d.Remaining != 2 {
+		t.Fatalf("refund 2: %+v %v", d, err)
+	}
+	// Never above full capacity.
+	if d, _ = l.Refund("login:ann", 3); d.Remaining != 3 {
+		t.Fatalf("refund past full: %+v", d)
+	}
+	// An unknown key stays unknown.
+	if d, err = l.Refund("nobody", 1); err != nil || d.Remaining != 3 {
+		t.Fatalf("unknown key: %+v %v", d, err)
+	}
+	if _, err = l.Refund("login:ann", 0); !errors.Is(err, ErrInvalidCost) {
+		t.Fatalf("cost 0: %v", err)
+	}
+	if _, err = l.Refund("login:ann", 4); !errors.Is(err, ErrInvalidCost) {
+		t.Fatalf("cost 4 > capacity 3: %v", err)
+	}
+	if _, err = l.Refund("\xff", 1); !errors.Is(err, ErrInvalidUTF8) {
+		t.Fatalf("invalid UTF-8: %v", err)
+	}
+}
+
 func TestErrorsAreTyped(t *testing.T) {
 	l := mustLimiter(t, Options{Requests: 3, Period: time.Minute})
 	_, err := l.Hit("k", 0)
@@ -164,6 +201,9 @@ func TestRedis(t *testing.T) {
 	if d, _ = l.Peek("k"); d.Remaining != 1 {
 		t.Fatalf("peek: %+v", d)
 	}
+	if d, err = l.Refund("k", 1); err != nil || d.Remaining != 2 || d.Source != SourceRedis {
+		t.Fatalf("refund: %+v %v", d, err)
+	}
 	if err = l.Reset("k"); err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +290,13 @@ func TestShared(t *testing.T) {
 	}
 	if d, _ := l2.Hit("k", 2); d.Allowed {
 		t.Fatalf("over the limit: %+v", d)
+	}
+	// A refund through one handle is seen through the other.
+	if d, err := l2.Refund("k", 1); err != nil || d.Remaining != 2 || d.Source != SourceMemory {
+		t.Fatalf("refund: %+v %v", d, err)
+	}
+	if d, _ := l.Peek("k"); d.Remaining != 2 {
+		t.Fatalf("peek after refund: %+v", d)
 	}
 	if err := l2.Reset("k"); err != nil {
 		t.Fatal(err)

@@ -105,6 +105,13 @@ class Limiter {
     native.peek(this._h, key);
     return decisionAt(this._out, 0);
   }
+  /** Gives back `cost` units of `key`'s capacity (a hit that should not count after all);
+   *  returns what a hit of cost 1 would see next. Never above full capacity; an idle or
+   *  unknown key is left as it is. */
+  refund(key, cost = 1) {
+    native.refund(this._h, key, cost);
+    return decisionAt(this._out, 0);
+  }
   /** Puts `key` back to full capacity. */
   reset(key) { native.reset(this._h, key); }
   /** hit() off the event loop: a Promise of the decision (rejected with a FluxError). */
@@ -113,6 +120,8 @@ class Limiter {
   peekAsync(key) { return native.peekAsync(this._h, key); }
   /** reset() off the event loop. */
   resetAsync(key) { return native.resetAsync(this._h, key); }
+  /** refund() off the event loop. */
+  refundAsync(key, cost = 1) { return native.refundAsync(this._h, key, cost); }
   /** Frees the limiter now, or once its async calls in flight are done (else when it is
    *  garbage-collected); later calls throw. */
   close() { native.close(this._h, LIMITER); }

@@ -474,8 +474,13 @@ static napi_value limiter_new(napi_env env, napi_callback_info info) {
     return ext;
 }
 
-/* hit(limiter, key, cost) -> allowed (the decision is in the limiter's Float64Array) */
-static napi_value hit(napi_env env, napi_callback_info info) {
+/* A keyed call that takes a cost and writes a decision: flux_limiter_hit or _refund. */
+typedef flux_result (*costed_call)(const flux_limiter *, const char *, size_t, uint64_t,
+                                   flux_decision *);
+
+/* call(limiter, key, cost) -> allowed (the decision is in the limiter's Float64Array).
+   Inlined into hit and refund, so the call is direct. */
+static inline napi_value costed(napi_env env, napi_callback_info info, costed_call call) {
     size_t argc = 3, len;
     napi_value argv[3], result;
     char stack[256], *heap;
@@ -489,7 +494,7 @@ static napi_value hit(napi_env env, napi_callback_info info) {
     if (!get_u64(env, argv[2], &cost)) return NULL;
     key = get_key(env, argv[1], stack, sizeof stack, &len, &heap);
     if (key == NULL) return NULL;
-    r = flux_limiter_hit(box != NULL ? box->limiter : NULL, key, len, cost, &d);
+    r = call(box != NULL ? box->limiter : NULL, key, len, cost, &d);
     free(heap);
     if (r != FLUX_RESULT_OK) {
         throw_flux(env, r, NULL);
@@ -498,6 +503,16 @@ static napi_value hit(napi_env env, napi_callback_info info) {
     write_decision(&d, box->out);
     NAPI_OK(env, napi_get_boolean(env, d.allowed, &result));
     return result;
+}
+
+/* hit(limiter, key, cost) -> allowed */
+static napi_value hit(napi_env env, napi_callback_info info) {
+    return costed(env, info, flux_limiter_hit);
+}
+
+/* refund(limiter, key, cost) -> allowed (what a hit of cost 1 would see next) */
+static napi_value refund(napi_env env, napi_callback_info info) {
+    return costed(env, info, flux_limiter_refund);
 }
 
 /* peek(limiter, key) -> allowed */
@@ -604,9 +619,9 @@ done:
     return result;
 }
 
-/* ---- async: hit, peek and reset on the libuv thread pool (for Redis: no blocked loop) ---- */
+/* ---- async: hit, peek, reset and refund on the libuv thread pool (for Redis: no blocked loop) ---- */
 
-enum { OP_HIT, OP_PEEK, OP_RESET };
+enum { OP_HIT, OP_PEEK, OP_RESET, OP_REFUND };
 
 typedef struct {
     napi_async_work work;
@@ -631,6 +646,10 @@ static void async_execute(napi_env env, void *data) {
         break;
     case OP_PEEK:
         c->result = flux_limiter_peek(c->box->limiter, c->key, c->key_len, &c->decision);
+        break;
+    case OP_REFUND:
+        c->result =
+            flux_limiter_refund(c->box->limiter, c->key, c->key_len, c->cost, &c->decision);
         break;
     default:
         c->result = flux_limiter_reset(c->box->limiter, c->key, c->key_len);
@@ -693,7 +712,8 @@ static void async_complete(napi_env env, napi_status status, void *data) {
     free(c);
 }
 
-/* hitAsync(limiter, key, cost) / peekAsync(limiter, key) / resetAsync(limiter, key) -> Promise */
+/* hitAsync(limiter, key, cost) / peekAsync(limiter, key) / resetAsync(limiter, key) /
+   refundAsync(limiter, key, cost) -> Promise */
 static napi_value start_async(napi_env env, napi_callback_info info, int op) {
     size_t argc = 3, len = 0;
     napi_value argv[3], promise, name;
@@ -706,7 +726,7 @@ static napi_value start_async(napi_env env, napi_callback_info info, int op) {
         throw_flux(env, FLUX_RESULT_NULL_ARGUMENT, "the limiter is closed");
         return NULL;
     }
-    if (op == OP_HIT && !get_u64(env, argv[2], &cost)) return NULL;
+    if ((op == OP_HIT || op == OP_REFUND) && !get_u64(env, argv[2], &cost)) return NULL;
     if (napi_get_value_string_utf8(env, argv[1], NULL, 0, &len) != napi_ok) {
         napi_throw_type_error(env, NULL, "flux: a key must be a string");
         return NULL;
@@ -739,6 +759,9 @@ static napi_value peek_async(napi_env env, napi_callback_info info) {
 }
 static napi_value reset_async(napi_env env, napi_callback_info info) {
     return start_async(env, info, OP_RESET);
+}
+static napi_value refund_async(napi_env env, napi_callback_info info) {
+    return start_async(env, info, OP_REFUND);
 }
 
 /* close(handle): frees the C handle now; later calls fail with FLUX_NULL_ARGUMENT. */
@@ -785,11 +808,13 @@ static napi_value init(napi_env env, napi_value exports) {
         {"hit", NULL, hit, NULL, NULL, NULL, napi_default, NULL},
         {"peek", NULL, peek, NULL, NULL, NULL, napi_default, NULL},
         {"reset", NULL, reset, NULL, NULL, NULL, napi_default, NULL},
+        {"refund", NULL, refund, NULL, NULL, NULL, napi_default, NULL},
         {"hitMany", NULL, hit_many, NULL, NULL, NULL, napi_default, NULL},
         {"close", NULL, close_handle, NULL, NULL, NULL, napi_default, NULL},
         {"hitAsync", NULL, hit_async, NULL, NULL, NULL, napi_default, NULL},
         {"peekAsync", NULL, peek_async, NULL, NULL, NULL, napi_default, NULL},
         {"resetAsync", NULL, reset_async, NULL, NULL, NULL, napi_default, NULL},
+        {"refundAsync", NULL, refund_async, NULL, NULL, NULL, napi_default, NULL},
     };
     if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok) {
         return NULL;

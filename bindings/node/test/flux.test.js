@@ -37,6 +37,27 @@ test('hit, peek and reset with a cost, on a manual clock', () => {
   limiter.close();
 });
 
+test('refund gives back capacity, never past full, and leaves unknown keys alone', async () => {
+  const clock = new flux.ManualClock(1000000);
+  const limiter = new flux.Limiter({ requests: 3, periodMs: 60000, clock });
+  assert.equal(limiter.hit('login:ann', 3).remaining, 0);
+  assert.equal(limiter.hit('login:ann').allowed, false);
+  let d = limiter.refund('login:ann', 2); // what a hit of cost 1 would see next
+  assert.deepEqual([d.allowed, d.remaining, d.limit], [true, 2, 3]);
+  assert.equal(limiter.refund('login:ann', 3).remaining, 3);
+  assert.equal(limiter.refund('nobody').remaining, 3);
+  assert.equal(limiter.hit('login:ann').remaining, 2);
+  d = await limiter.refundAsync('login:ann');
+  assert.deepEqual([d.allowed, d.remaining, d.source], [true, 3, 'memory']);
+  rejects(() => limiter.refund('k', 0), 'FLUX_INVALID_COST');
+  rejects(() => limiter.refund('k', 4), 'FLUX_INVALID_COST');
+  await assert.rejects(limiter.refundAsync('k', 0), (e) => e instanceof flux.FluxError && e.code === 'FLUX_INVALID_COST');
+  assert.throws(() => limiter.refund(42), TypeError);
+  limiter.close();
+  rejects(() => limiter.refund('k'), 'FLUX_NULL_ARGUMENT');
+  clock.close();
+});
+
 test('errors are FluxErrors with a code and a result', () => {
   const limiter = new flux.Limiter({ requests: 3, periodMs: 1000 });
   rejects(() => limiter.hit('k', 0), 'FLUX_INVALID_COST');
@@ -81,6 +102,8 @@ test('Redis: hit, peek, reset, hitMany, fail closed and open', { skip: !url && '
   assert.deepEqual([d.allowed, d.remaining, d.source], [true, 1, 'redis']);
   assert.equal(limiter.hit('k', 2).allowed, false);
   assert.equal(limiter.peek('k').remaining, 1);
+  d = limiter.refund('k', 1);
+  assert.deepEqual([d.remaining, d.source], [2, 'redis']);
   limiter.reset('k');
   assert.equal(limiter.peek('k').remaining, 3);
   const other = new flux.Limiter({ requests: 3, periodMs: 60000, prefix: 'node:', redis });
@@ -158,6 +181,8 @@ test('hit, peek and reset on a shared-memory region, seen by a second handle', (
     assert.deepEqual([d.allowed, d.remaining, d.limit], [true, 1, 3]);
     assert.equal(b.peek('k').remaining, 1);
     assert.equal(b.hit('k', 2).allowed, false);
+    assert.equal(b.refund('k').remaining, 2); // seen through the other handle
+    assert.equal(a.peek('k').remaining, 2);
     b.reset('k');
     d = a.peek('k');
     assert.equal(d.remaining, 3);
