@@ -13,6 +13,11 @@ Keys are found with ``SCAN MATCH`` (never ``KEYS``, which blocks Redis) and remo
 ``UNLINK`` (freed in the background), in batches. Redis comes from ``--redis URL`` or
 flux.toml (``--config``); ``--prefix`` replaces ``[flux] key_prefix``.
 
+With ``storage = "shared"`` (and no ``--redis``) it puts every key of the shared-memory region
+back to full capacity instead, for every process that uses it; one identity cannot be picked
+out there (the region holds keys as seeded hashes, not names), nor can its analytics totals
+be deleted (each process keeps its own running totals in them).
+
 An identity is given as analytics shows it (``ip:10.0.0.7``, a user id, or a digest when
 ``hash_keys`` is on); a bare IP address also matches ``ip:<address>``, and with ``hash_keys``
 the digest of what was given matches too. With the embedded store, limit state lives inside
@@ -25,9 +30,17 @@ import argparse
 import ipaddress
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["clear_keys", "find_identity_keys", "glob_escape", "main", "reset_identity"]
+__all__ = [
+    "clear_keys",
+    "clear_shared",
+    "find_identity_keys",
+    "glob_escape",
+    "main",
+    "reset_identity",
+]
 
 BATCH = 500
 
@@ -174,10 +187,58 @@ def reset_identity(
     return keys
 
 
+def clear_shared(path: Path, *, dry_run: bool = False) -> int:
+    """Put every key of the shared-memory region at ``path`` back to full capacity (for every
+    process using it); returns how many keys it held (or holds, when ``dry_run``). A missing
+    file is left missing (0): opening would create it."""
+    from flux import _flux
+
+    if not path.exists():
+        return 0
+    region = _flux.SharedRegion(path)
+    return int(region.stats()["live"]) if dry_run else region.clear()
+
+
+def _main_shared(args: argparse.Namespace, path: Path) -> int:
+    """``flux clear`` on the shared-memory store (see the module's docstring)."""
+    if args.identity is not None:
+        print(
+            f"flux clear: the shared store at {path} keeps keys as seeded hashes, so one "
+            "identity cannot be found by name; reset it in a process with "
+            "RateLimiter.reset(key), or clear every key with plain `flux clear`.",
+            file=sys.stderr,
+        )
+        return 1
+    if args.analytics_only:
+        print(
+            f"flux clear: the analytics of the shared store at {path} are the running totals "
+            "of the processes that use it, which each process owns; they cannot be deleted "
+            "from outside. Nothing was cleared.",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        count = clear_shared(path, dry_run=args.dry_run)
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    noun = "key" if count == 1 else "keys"
+    if not path.exists():
+        print(f"no shared region at {path}: nothing to clear")
+    elif args.dry_run:
+        print(f"{count} {noun} in the shared region at {path} would be cleared (dry run)")
+    else:
+        print(f"cleared {count} {noun} in the shared region at {path} (analytics kept)")
+    return 0
+
+
 def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Delete flux's keys from Redis (SCAN + UNLINK), or reset one identity.",
+        description=(
+            "Delete flux's keys from Redis (SCAN + UNLINK), or reset one identity; with "
+            'storage = "shared", clear the shared-memory region.'
+        ),
     )
     parser.add_argument("-c", "--config", metavar="PATH", help="flux.toml to use")
     parser.add_argument("--redis", metavar="URL", help="Redis to clear (default: flux.toml's)")
@@ -200,7 +261,8 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; returns the exit status."""
     from flux._redis_py import redis_target
-    from flux.config import STORAGE_REDIS, load_config
+    from flux._shared import region_path
+    from flux.config import STORAGE_REDIS, STORAGE_SHARED, load_config
     from flux.exceptions import ConfigError
 
     parser = _parser("python -m flux clear")
@@ -212,6 +274,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if args.redis is None and config.storage == STORAGE_SHARED:
+        return _main_shared(args, region_path(config))
     if args.redis is None and config.storage != STORAGE_REDIS:
         print(
             "flux clear: the store is the embedded one (no [redis] in flux.toml): its state "

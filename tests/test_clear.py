@@ -169,3 +169,75 @@ def test_unreachable_redis_is_reported(url: str, capsys: pytest.CaptureFixture[s
 def test_limit_needs_identity(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["clear", "--limit", "login"]) == 2
     assert "--limit goes with --identity" in capsys.readouterr().err
+
+
+# --- the shared-memory store -----------------------------------------------------------------
+
+
+def _shared_toml(tmp_path: Path) -> tuple[Path, Path]:
+    region = tmp_path / "region"
+    toml = tmp_path / "flux.toml"
+    toml.write_text(f'[flux]\nstorage = "shared"\n\n[shared]\npath = "{region}"\n')
+    return toml, region
+
+
+def test_shared_clear_puts_every_key_back_for_every_process(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+
+    from flux import FluxConfig, RateLimiter, load_config
+
+    toml, region = _shared_toml(tmp_path)
+    # Nothing there yet: the region is not created by clearing it.
+    assert clear.main(["--config", str(toml)]) == 0
+    assert "no shared region" in capsys.readouterr().out
+    assert not region.exists()
+
+    config: FluxConfig = load_config(str(toml))
+    login = RateLimiter(2, 3600, name="login", config=config)
+    for key in ("ip:10.0.0.1", "ip:10.0.0.2"):
+        login.hit(key, cost=2)
+        assert not login.hit(key).allowed
+    assert clear.main(["--config", str(toml), "--dry-run"]) == 0
+    assert "2 keys in the shared region" in capsys.readouterr().out
+    assert not login.hit("ip:10.0.0.1").allowed  # a dry run changes nothing
+
+    # Another process (the CLI, as an operator runs it) clears what this one holds.
+    done = subprocess.run(
+        [sys.executable, "-m", "flux", "clear", "--config", str(toml)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"cleared 2 keys in the shared region at {region}" in done.stdout
+    assert login.hit("ip:10.0.0.1").remaining == 1
+    assert login.peek("ip:10.0.0.2").remaining == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--identity", "ip:10.0.0.1"], "cannot be found by name"),
+        (["--analytics-only"], "cannot be deleted"),
+    ],
+)
+def test_shared_clear_refuses_what_it_cannot_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    toml, region = _shared_toml(tmp_path)
+    assert clear.main(["--config", str(toml), *argv]) == 1
+    err = capsys.readouterr().err
+    assert message in err and str(region) in err
+
+
+def test_shared_clear_reports_a_file_that_is_not_a_region(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    toml, region = _shared_toml(tmp_path)
+    region.write_bytes(b"not a region" * 100)
+    region.chmod(0o600)
+    assert clear.main(["--config", str(toml)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(region) in err

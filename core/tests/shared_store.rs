@@ -390,3 +390,33 @@ fn a_multi_limit_hit_on_the_shared_store_is_all_or_nothing() {
         _ => panic!("expected a clear error naming items[1], got {err:?}"),
     }
 }
+
+#[test]
+fn clear_puts_every_key_of_every_limit_back_to_full_capacity() {
+    let scratch = ScratchPath::new("clear");
+    let region = SharedRegion::open(scratch.path(), Some(1024)).unwrap();
+    let clock = Arc::new(ManualClock::new(1_000 * NANOS_PER_SEC));
+    let quota = Quota::new(3, HOUR, None).unwrap();
+    let limiters: Vec<Limiter> = SUPPORTED
+        .iter()
+        .map(|&kind| limiter(&region, quota, kind, &clock))
+        .collect();
+    for limiter in &limiters {
+        for key in ["a", "b"] {
+            assert!(limiter.hit(key, 3).unwrap().allowed);
+            assert!(!limiter.hit(key, 1).unwrap().allowed);
+        }
+    }
+    assert_eq!(region.stats().live, 2 * SUPPORTED.len());
+    // A second handle on the same file clears what the first one's limiters hold.
+    let other = SharedRegion::open(scratch.path(), None).unwrap();
+    assert_eq!(other.clear(), 2 * SUPPORTED.len());
+    assert_eq!(region.stats().live, 0);
+    for limiter in &limiters {
+        assert_eq!(limiter.peek("a").unwrap().remaining, 3);
+        let after = limiter.hit("b", 1).unwrap();
+        assert!(after.allowed && after.remaining == 2, "{after:?}");
+    }
+    assert_eq!(other.clear(), SUPPORTED.len());
+    assert_eq!(other.clear(), 0);
+}

@@ -68,6 +68,12 @@ impl SharedRegion {
         Ok(out)
     }
 
+    /// Puts every key of every limit in the region back to full capacity, for every process
+    /// that uses it; returns how many keys were held. Safe while others hit.
+    fn clear(&self, py: Python<'_>) -> usize {
+        py.detach(|| self.region.clear())
+    }
+
     fn __repr__(&self) -> String {
         format!("SharedRegion({:?})", self.region.path())
     }

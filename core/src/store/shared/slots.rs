@@ -310,6 +310,26 @@ pub fn remove<S: SlotCell>(bucket: &[S], start: usize, tag: u64) -> bool {
     false
 }
 
+/// Empties every live slot of the bucket, whatever its state (an operator's "clear"); returns
+/// how many. A hit racing with it either lands before (and is cleared) or finds no slot and
+/// claims a fresh one; a claim in progress is left alone, as in [`remove`].
+pub fn clear<S: SlotCell>(bucket: &[S]) -> usize {
+    let mut dropped = 0;
+    for slot in bucket {
+        let mut current = slot.load();
+        while ident_of(current) != 0 && ident_of(current) & PENDING == 0 {
+            match slot.compare_exchange(current, EMPTY) {
+                Ok(_) => {
+                    dropped += 1;
+                    break;
+                }
+                Err(found) => current = found,
+            }
+        }
+    }
+    dropped
+}
+
 /// Empties every live slot of the bucket whose state is back to full capacity at `now`;
 /// returns how many.
 pub fn sweep<S: SlotCell>(bucket: &[S], now: u64) -> usize {

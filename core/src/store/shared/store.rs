@@ -78,6 +78,14 @@ impl SharedRegion {
         }
     }
 
+    /// Puts every key of every limit of the region back to full capacity (empties its live
+    /// slots); returns how many keys were held. Safe while other processes hit: each of their
+    /// hits lands wholly before the clear of its slot or finds the key fresh. The eviction
+    /// count is kept (it counts since the region was created).
+    pub fn clear(&self) -> usize {
+        self.region.slots().chunks(BUCKET).map(slots::clear).sum()
+    }
+
     /// The store of one limit (`quota`, `kind`) whose keys are named under `prefix`: limits of
     /// the same prefix and algorithm share their keys' state, in every process.
     ///
