@@ -820,6 +820,21 @@ enum flux_result flux_shared_get_stats(const struct flux_shared *shared,
                                        struct flux_shared_stats *out);
 
 /*
+ Puts every key of every limit in the region back to full capacity, for every process
+ that uses it (an operator's "clear"), and writes how many keys were held to `*cleared`.
+ A hit racing with it lands wholly before the clear of its key or finds the key fresh.
+
+ Returns `FLUX_RESULT_OK`, or `FLUX_RESULT_NULL_ARGUMENT` when `shared` or `cleared` is
+ NULL (nothing is cleared, `*cleared` untouched).
+ Thread safety: safe to call concurrently with any other call on the same handle.
+
+ # Safety
+ `shared` must be NULL or a live handle; `cleared` must be NULL or valid for a write of one
+ `uint64_t`.
+ */
+enum flux_result flux_shared_clear(const struct flux_shared *shared, uint64_t *cleared);
+
+/*
  Builds a limiter whose state lives in the region `shared` from `*options` and writes the
  new handle to `*out`. Every process whose limiter has the same algorithm and `prefix` on
  the same region shares its keys' state: they see one limit, exactly. Hits are lock-free

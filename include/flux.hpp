@@ -232,6 +232,14 @@ public:
     }
     const flux_shared *get() const noexcept { return handle_.get(); }
 
+    /* Puts every key of every limit in the region back to full capacity, for every process
+       that uses it; returns how many keys were held. */
+    std::uint64_t clear() const {
+        std::uint64_t cleared = 0;
+        detail::check(flux_shared_clear(handle_.get(), &cleared));
+        return cleared;
+    }
+
 private:
     detail::handle<flux_shared, flux_shared_free> handle_;
 };

@@ -198,15 +198,20 @@ if [[ -n "${FLUX_TEST_REDIS_URL:-}" ]]; then
 fi
 
 # One limit, two languages, no server: 60 hits from C, then 60 from Python, against 100 per
-# hour on one key of one shared-memory region must pass exactly 100 in total.
+# hour on one key of one shared-memory region must pass exactly 100 in total. Then C clears
+# the region (one key held) and Python finds the key back at full capacity.
 shared_interop() {
-    local region="$build/shared-interop-region" c_allowed py_allowed
+    local region="$build/shared-interop-region" c_allowed py_allowed cleared py_after
     rm -f "$region"
     c_allowed=$("$build/shared_interop" "$region" "flux:interop:" client 60) || return 1
     py_allowed=$("$python" tests/c/shared_interop.py "$region" client 60) || return 1
+    cleared=$("$build/shared_interop" "$region" --clear) || return 1
+    py_after=$("$python" tests/c/shared_interop.py "$region" client 60) || return 1
     rm -f "$region"
-    echo "allowed: $c_allowed from C + $py_allowed from Python"
-    [[ $((c_allowed + py_allowed)) -eq 100 && $c_allowed -eq 60 ]]
+    echo "allowed: $c_allowed from C + $py_allowed from Python; cleared $cleared;" \
+        "then $py_after from Python"
+    [[ $((c_allowed + py_allowed)) -eq 100 && $c_allowed -eq 60 && $cleared -eq 1 &&
+        $py_after -eq 60 ]]
 }
 run "shared interop: build" "$CC" "${c_flags[@]}" -O1 tests/c/shared_interop.c \
     -o "$build/shared_interop" "${shared[@]}"

@@ -1,7 +1,9 @@
 /* One limit shared by C and Python through one shared-memory region: this program hits the
  * limit `prefix` (100 per hour, gcra) on key `key` of the region at `path` `hits` times and
  * prints how many passed. run.sh runs it beside a Python process hitting the same limit and
- * checks the sum. Usage: shared_interop PATH PREFIX KEY HITS */
+ * checks the sum. Usage: shared_interop PATH PREFIX KEY HITS
+ * With `shared_interop PATH --clear` it clears the region (flux_shared_clear) and prints how
+ * many keys it held. */
 #include "flux.h"
 
 #include <stdio.h>
@@ -9,8 +11,9 @@
 #include <string.h>
 
 int main(int argc, char **argv) {
-    if (argc != 5) {
-        fprintf(stderr, "usage: %s PATH PREFIX KEY HITS\n", argv[0]);
+    int clear = argc == 3 && strcmp(argv[2], "--clear") == 0;
+    if (argc != 5 && !clear) {
+        fprintf(stderr, "usage: %s PATH PREFIX KEY HITS | %s PATH --clear\n", argv[0], argv[0]);
         return 2;
     }
     flux_shared_options shared_options;
@@ -20,6 +23,17 @@ int main(int argc, char **argv) {
     if (flux_shared_open(&shared_options, &shared) != FLUX_RESULT_OK) {
         fprintf(stderr, "flux_shared_open: %s\n", flux_last_error());
         return 1;
+    }
+    if (clear) {
+        uint64_t cleared = 0;
+        flux_result result = flux_shared_clear(shared, &cleared);
+        flux_shared_free(shared);
+        if (result != FLUX_RESULT_OK) {
+            fprintf(stderr, "flux_shared_clear: %s\n", flux_last_error());
+            return 1;
+        }
+        printf("%llu\n", (unsigned long long)cleared);
+        return 0;
     }
     flux_limiter_options options;
     memset(&options, 0, sizeof options);

@@ -200,7 +200,7 @@ void on_redis(const char *url, const char *dead_url) {
 }  // namespace
 
 /* Two handles on one shared-memory region (a file in a temporary directory, removed after):
-   hit, peek and reset through one are seen by the other. */
+   hit, peek, reset and clear through one are seen by the other. */
 static void shared() {
     using namespace std::chrono_literals;
     char dir[] = "/tmp/flux-hpp-shared.XXXXXX";
@@ -221,6 +221,11 @@ static void shared() {
         CHECK(!b.hit("k", 2).allowed);
         b.reset("k");
         CHECK(a.peek("k").remaining == 3);
+        a.hit("k", 3);
+        a.hit("other", 1);
+        CHECK(again.clear() == 2);
+        CHECK(b.peek("k").remaining == 3 && b.peek("other").remaining == 3);
+        CHECK(region.clear() == 0);
         bool threw = false;
         try {
             flux::shared_region other({path, {}, 128});

@@ -59,8 +59,8 @@ pub use redis::{
 pub use result::{flux_result, flux_result_message};
 #[cfg(unix)]
 pub use shared::{
-    flux_limiter_new_shared, flux_shared, flux_shared_free, flux_shared_get_stats,
-    flux_shared_open, flux_shared_options, flux_shared_stats,
+    flux_limiter_new_shared, flux_shared, flux_shared_clear, flux_shared_free,
+    flux_shared_get_stats, flux_shared_open, flux_shared_options, flux_shared_stats,
 };
 pub use version::{
     flux_version, FLUX_VERSION_MAJOR, FLUX_VERSION_MINOR, FLUX_VERSION_NUMBER, FLUX_VERSION_PATCH,

@@ -151,6 +151,33 @@ pub unsafe extern "C" fn flux_shared_get_stats(
     })
 }
 
+/// Puts every key of every limit in the region back to full capacity, for every process
+/// that uses it (an operator's "clear"), and writes how many keys were held to `*cleared`.
+/// A hit racing with it lands wholly before the clear of its key or finds the key fresh.
+///
+/// Returns `FLUX_RESULT_OK`, or `FLUX_RESULT_NULL_ARGUMENT` when `shared` or `cleared` is
+/// NULL (nothing is cleared, `*cleared` untouched).
+/// Thread safety: safe to call concurrently with any other call on the same handle.
+///
+/// # Safety
+/// `shared` must be NULL or a live handle; `cleared` must be NULL or valid for a write of one
+/// `uint64_t`.
+#[no_mangle]
+pub unsafe extern "C" fn flux_shared_clear(
+    shared: *const flux_shared,
+    cleared: *mut u64,
+) -> flux_result {
+    ffi_guard!({
+        // SAFETY: non-NULL and live per the contract.
+        let shared = unsafe { &*non_null!(shared) };
+        let cleared = non_null!(cleared);
+        let count = shared.region.clear() as u64;
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { write_out(cleared, count) };
+        Ok(())
+    })
+}
+
 /// Builds a limiter whose state lives in the region `shared` from `*options` and writes the
 /// new handle to `*out`. Every process whose limiter has the same algorithm and `prefix` on
 /// the same region shares its keys' state: they see one limit, exactly. Hits are lock-free

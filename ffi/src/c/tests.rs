@@ -532,6 +532,27 @@ mod shared {
         );
         assert_eq!((stats.live, stats.pending, stats.evictions), (1, 0, 0));
         assert!(stats.slots >= 65_536);
+        // A clear through one handle is seen through the other limiter.
+        let mut cleared = u64::MAX;
+        // SAFETY: valid pointers.
+        assert_eq!(
+            unsafe { flux_shared_clear(region.handle, &mut cleared) },
+            flux_result::Ok
+        );
+        assert_eq!(cleared, 1);
+        assert_eq!(hit(b, b"k", 3).unwrap().remaining, 0);
+        // SAFETY: NULL arguments are refused before anything is touched.
+        unsafe {
+            assert_eq!(
+                flux_shared_clear(ptr::null(), &mut cleared),
+                flux_result::NullArgument
+            );
+            assert_eq!(
+                flux_shared_clear(region.handle, ptr::null_mut()),
+                flux_result::NullArgument
+            );
+        }
+        assert_eq!(cleared, 1, "untouched on failure");
         // SAFETY: live handles, freed once.
         unsafe {
             flux_limiter_free(a);
