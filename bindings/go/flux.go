@@ -342,6 +342,8 @@ func newLimiterOn(o Options, redis *C.flux_redis, shared *C.flux_shared) (*Limit
 func (l *Limiter) Hit(key string, cost uint64) (Decision, error) {
 	out := C.fluxgo_hit(l.p, key, C.uint64_t(cost))
 	runtime.KeepAlive(l)
+	// Spelled out rather than through decided, which the compiler does not inline: the call
+	// costs a hot hit about 10% (bindings/bench.sh: 111 -> 123 ns).
 	if out.result != C.FLUX_RESULT_OK {
 		return Decision{}, check(out.result, out.err)
 	}
@@ -352,10 +354,7 @@ func (l *Limiter) Hit(key string, cost uint64) (Decision, error) {
 func (l *Limiter) Peek(key string) (Decision, error) {
 	out := C.fluxgo_peek(l.p, key)
 	runtime.KeepAlive(l)
-	if out.result != C.FLUX_RESULT_OK {
-		return Decision{}, check(out.result, out.err)
-	}
-	return decision(&out.decision), nil
+	return decided(&out)
 }
 
 // Refund gives back `cost` units (at least 1, at most the capacity) of key's capacity, for a
@@ -365,6 +364,11 @@ func (l *Limiter) Peek(key string) (Decision, error) {
 func (l *Limiter) Refund(key string, cost uint64) (Decision, error) {
 	out := C.fluxgo_refund(l.p, key, C.uint64_t(cost))
 	runtime.KeepAlive(l)
+	return decided(&out)
+}
+
+// decided is the Decision of a keyed call's reply, or its error.
+func decided(out *C.fluxgo_decision) (Decision, error) {
 	if out.result != C.FLUX_RESULT_OK {
 		return Decision{}, check(out.result, out.err)
 	}
