@@ -8,7 +8,6 @@ the shared-memory region of ``[shared]``, see ``flux._shared``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -228,13 +227,11 @@ class RateLimiter(_flux.Limiter):
     async def arefund(self, key: str, cost: int = 1) -> RateLimitResult:
         """:meth:`refund` for async code.
 
-        On Redis the blocking round trip runs in a worker thread (``asyncio.to_thread``), so
-        the event loop never waits on it; on the embedded and shared stores it is
+        On Redis the event loop never waits on the round trip: the refund is queued for the
+        store's I/O threads, as :meth:`ahit` is. On the embedded and shared stores it is
         :meth:`refund` (no I/O).
         """
-        if self.store is None:
-            return self.refund(key, cost)
-        return await asyncio.to_thread(self.refund, key, cost)
+        return await _flux.Limiter.arefund(self, key, cost)
 
     @staticmethod
     def hit_many(items: Sequence[tuple[_flux.Limiter, str, int]]) -> list[RateLimitResult]:

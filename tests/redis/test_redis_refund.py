@@ -56,6 +56,37 @@ def test_arefund_on_redis(redis: RedisServer) -> None:
     assert asyncio.run(run()) == (False, 1, True)
 
 
+def test_arefund_is_queued_for_the_io_threads_and_fails_when_awaited(
+    make_server: Callable[..., RedisServer],
+) -> None:
+    server = make_server()
+    url = server.url
+    lim = RateLimiter(2, HOUR, config=redis_config(url))
+    store = lim.store
+    assert store is not None
+
+    async def refunds() -> list[tuple[bool, int, str]]:
+        await lim.ahit("a", cost=2)
+        before = int(store.stats()["async_hits"])
+        # Concurrent refunds, each answered with its own key's result; none waits in a thread.
+        results = await asyncio.gather(lim.arefund("a"), *(lim.arefund(f"k{i}") for i in range(20)))
+        assert int(store.stats()["async_hits"]) == before + 21
+        return [(r.allowed, r.remaining, r.source) for r in results]
+
+    results = asyncio.run(refunds())
+    assert results[0] == (True, 1, "redis")
+    assert results[1:] == [(True, 2, "redis")] * 20  # unknown keys stay unknown
+    assert len(server.command("KEYS", "*")) == 1  # only "a": refunds create no state
+    with pytest.raises(ValueError, match="cost 3"):
+        asyncio.run(lim.arefund("a", 3))
+    server.kill()
+    strict = RateLimiter(2, HOUR, config=redis_config(url, fail_silently=False, timeout_ms=200))
+    with pytest.raises(ConnectionError):
+        asyncio.run(strict.arefund("a"))
+    lenient = RateLimiter(2, HOUR, config=redis_config(url, timeout_ms=200))
+    assert asyncio.run(lenient.arefund("a")).fail_open
+
+
 def test_a_failed_refund_follows_the_failure_policy(
     make_server: Callable[..., RedisServer],
 ) -> None:

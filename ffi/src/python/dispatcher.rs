@@ -38,6 +38,12 @@ pub enum Work {
     Many {
         items: Vec<(Arc<Limiter>, String, u64)>,
     },
+    /// Gives `cost` back to `key` (one script, one round trip); answered as a hit is.
+    Refund {
+        limiter: Arc<Limiter>,
+        key: String,
+        cost: u64,
+    },
 }
 
 /// A finished request: what the core answered.
@@ -207,7 +213,7 @@ impl<R: Deliver> Dispatcher<R> {
         self.requests
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut done: Vec<(R, Done)> = Vec::with_capacity(batch.len());
-        let (hits, manys): (Vec<Job<R>>, Vec<Job<R>>) = batch
+        let (hits, others): (Vec<Job<R>>, Vec<Job<R>>) = batch
             .into_iter()
             .partition(|job| matches!(job.work, Work::Hit { .. }));
         if !hits.is_empty() {
@@ -215,7 +221,7 @@ impl<R: Deliver> Dispatcher<R> {
                 .iter()
                 .map(|job| match &job.work {
                     Work::Hit { limiter, key, cost } => (limiter.as_ref(), key.as_str(), *cost),
-                    Work::Many { .. } => unreachable!("partitioned"),
+                    Work::Many { .. } | Work::Refund { .. } => unreachable!("partitioned"),
                 })
                 .collect();
             let outcomes = store.hit_batch(&refs);
@@ -227,18 +233,24 @@ impl<R: Deliver> Dispatcher<R> {
                 done.push((job.reply, Done::Hit(outcome)));
             }
         }
-        for job in manys {
-            let Work::Many { items } = &job.work else {
-                unreachable!("partitioned")
+        for job in others {
+            let finished = match &job.work {
+                Work::Many { items } => {
+                    let refs: Vec<(&Limiter, &str, u64)> = items
+                        .iter()
+                        .map(|(limiter, key, cost)| (limiter.as_ref(), key.as_str(), *cost))
+                        .collect();
+                    // The core checks that every limit is on one store and applies their
+                    // policies.
+                    Done::Many(flux_core::hit_many(&refs))
+                }
+                Work::Refund { limiter, key, cost } => {
+                    Done::Hit(limiter.refund_outcome(key, *cost))
+                }
+                Work::Hit { .. } => unreachable!("partitioned"),
             };
-            let refs: Vec<(&Limiter, &str, u64)> = items
-                .iter()
-                .map(|(limiter, key, cost)| (limiter.as_ref(), key.as_str(), *cost))
-                .collect();
-            // The core checks that every limit is on one store and applies their policies.
-            let outcome = flux_core::hit_many(&refs);
             self.batches.fetch_add(1, Ordering::Relaxed);
-            done.push((job.reply, Done::Many(outcome)));
+            done.push((job.reply, finished));
         }
         R::deliver(done);
     }

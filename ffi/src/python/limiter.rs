@@ -286,6 +286,31 @@ impl Limiter {
         self.decide(py, |limiter| limiter.refund_outcome(key, cost))
     }
 
+    /// `refund` for async callers: an awaitable of the result. On Redis the event loop never
+    /// waits for the round trip (the store's I/O threads make it). Invalid costs raise at
+    /// once; a Redis failure raises when awaited, as the failure policy says.
+    #[pyo3(signature = (key, cost=1))]
+    fn arefund(&self, py: Python<'_>, key: String, cost: i64) -> PyResult<Py<PyAny>> {
+        let cost = whole_cost(cost, &self.inner)?;
+        match &self.redis {
+            Some(store) if pipelined(&self.inner) => {
+                // Refused now, not when awaited: a bad cost is the caller's bug.
+                self.inner.check_cost(cost).map_err(to_py)?;
+                let dispatcher = store.get().handle.dispatcher(py);
+                let work = Work::Refund {
+                    limiter: self.inner.clone(),
+                    key,
+                    cost,
+                };
+                aio::submit(py, &dispatcher, work)
+            }
+            _ => {
+                let result = self.refund(py, &key, cost as i64)?;
+                Ok(Py::new(py, Ready::new(Ok(result.into_any().unbind())))?.into_any())
+            }
+        }
+    }
+
     /// Puts `key` back to full capacity. On Redis a failure always raises
     /// `flux.ConnectionError`, whatever the failure policy.
     fn reset(&self, py: Python<'_>, key: &str) -> PyResult<()> {
