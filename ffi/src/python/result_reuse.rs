@@ -2,10 +2,10 @@
 //!
 //! `limiter.hit(key).allowed` makes a result and drops it at once: allocating, tracking and
 //! freeing that object cost about a third of a Python hit on the embedded store (callgrind,
-//! 1,000 keys: ~420 of ~1,210 instructions). CPython's own `zip` and `enumerate` answer the
-//! same cost the same way: the object handed out last is kept, and when the only reference
-//! left to it is the one kept here, nobody can see it any more, so it is filled in again and
-//! handed out instead of a new one. Two are kept, one allowed and one denied, because
+//! 1,000 keys: ~1,210 instructions per hit with them, ~830 without). CPython's own `zip` and
+//! `enumerate` answer the same cost the same way: the object handed out last is kept, and
+//! when the only reference left to it is the one kept here, nobody can see it any more, so it
+//! is filled in again and handed out instead of a new one. Two are kept, one allowed and one denied, because
 //! `allowed` is the bool object the interpreter reads inline and is never rewritten. A caller
 //! that holds on to a result (a middleware, a list, `gc.get_objects()`) holds a reference, so
 //! the next hit makes a new one and nothing it holds ever changes.
