@@ -217,15 +217,16 @@ def _main_shared(args: argparse.Namespace, path: Path) -> int:
             file=sys.stderr,
         )
         return 1
+    if not path.exists():
+        print(f"no shared region at {path}: nothing to clear")
+        return 0
     try:
         count = clear_shared(path, dry_run=args.dry_run)
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     noun = "key" if count == 1 else "keys"
-    if not path.exists():
-        print(f"no shared region at {path}: nothing to clear")
-    elif args.dry_run:
+    if args.dry_run:
         print(f"{count} {noun} in the shared region at {path} would be cleared (dry run)")
     else:
         print(f"cleared {count} {noun} in the shared region at {path} (analytics kept)")

@@ -104,6 +104,31 @@ impl Limiter {
         result_reuse::issue(py, outcome.map_err(to_py)?)
     }
 
+    /// What an async call (`ahit`, `arefund`) awaits: on a Redis limiter whose hits may be
+    /// pipelined, `work` queued for the store's I/O threads; elsewhere `now` done at once (no
+    /// I/O, or an explicit clock) and handed back ready.
+    fn awaitable<'py>(
+        &self,
+        py: Python<'py>,
+        key: String,
+        cost: u64,
+        work: fn(Arc<flux_core::Limiter>, String, u64) -> Work,
+        now: impl FnOnce(&str) -> PyResult<Bound<'py, RateLimitResult>>,
+    ) -> PyResult<Py<PyAny>> {
+        match &self.redis {
+            Some(store) if pipelined(&self.inner) => {
+                // Refused now, not when awaited: a bad cost is the caller's bug.
+                self.inner.check_cost(cost).map_err(to_py)?;
+                let dispatcher = store.get().handle.dispatcher(py);
+                aio::submit(py, &dispatcher, work(self.inner.clone(), key, cost))
+            }
+            _ => {
+                let result = now(&key)?.into_any().unbind();
+                Ok(Py::new(py, Ready::new(Ok(result)))?.into_any())
+            }
+        }
+    }
+
     /// A synchronous hit on Redis: straight to Redis while few are in flight, else through
     /// the store's pipelines (see `StoreHandle::enter`).
     #[inline(never)]
@@ -248,23 +273,13 @@ impl Limiter {
     ) -> PyResult<Py<PyAny>> {
         let _ = endpoint;
         let cost = whole_cost(cost, &self.inner)?;
-        match &self.redis {
-            Some(store) if pipelined(&self.inner) => {
-                // Refused now, not when awaited: a bad cost is the caller's bug.
-                self.inner.check_cost(cost).map_err(to_py)?;
-                let dispatcher = store.get().handle.dispatcher(py);
-                let work = Work::Hit {
-                    limiter: self.inner.clone(),
-                    key,
-                    cost,
-                };
-                aio::submit(py, &dispatcher, work)
-            }
-            _ => {
-                let result = self.hit(py, &key, None, cost as i64)?;
-                Ok(Py::new(py, Ready::new(Ok(result.into_any().unbind())))?.into_any())
-            }
-        }
+        self.awaitable(
+            py,
+            key,
+            cost,
+            |limiter, key, cost| Work::Hit { limiter, key, cost },
+            |key| self.hit(py, key, None, cost as i64),
+        )
     }
 
     /// What a hit of cost 1 on `key` would see now, without counting it.
@@ -292,23 +307,13 @@ impl Limiter {
     #[pyo3(signature = (key, cost=1))]
     fn arefund(&self, py: Python<'_>, key: String, cost: i64) -> PyResult<Py<PyAny>> {
         let cost = whole_cost(cost, &self.inner)?;
-        match &self.redis {
-            Some(store) if pipelined(&self.inner) => {
-                // Refused now, not when awaited: a bad cost is the caller's bug.
-                self.inner.check_cost(cost).map_err(to_py)?;
-                let dispatcher = store.get().handle.dispatcher(py);
-                let work = Work::Refund {
-                    limiter: self.inner.clone(),
-                    key,
-                    cost,
-                };
-                aio::submit(py, &dispatcher, work)
-            }
-            _ => {
-                let result = self.refund(py, &key, cost as i64)?;
-                Ok(Py::new(py, Ready::new(Ok(result.into_any().unbind())))?.into_any())
-            }
-        }
+        self.awaitable(
+            py,
+            key,
+            cost,
+            |limiter, key, cost| Work::Refund { limiter, key, cost },
+            |key| self.refund(py, key, cost as i64),
+        )
     }
 
     /// Puts `key` back to full capacity. On Redis a failure always raises

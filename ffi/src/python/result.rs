@@ -57,7 +57,7 @@ pub struct RateLimitResult {
 }
 
 /// The figures of one decision, as read out of a result.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 pub struct Numbers {
     /// Whole hits of cost 1 still allowed now.
     pub remaining: u64,
@@ -183,14 +183,7 @@ impl RateLimitResult {
 
     /// A result of no decision (zero figures), to be refilled (see `result_reuse`).
     pub(super) fn placeholder(py: Python<'_>, allowed: bool) -> Self {
-        let numbers = Numbers {
-            remaining: 0,
-            reset_after: 0.0,
-            retry_after: 0.0,
-            limit: 0,
-            source: Source::Memory,
-        };
-        Self::with(py, allowed, numbers)
+        Self::with(py, allowed, Numbers::default())
     }
 
     /// Fills in the figures of `d` again. Only for a result nobody else can see (its one

@@ -95,10 +95,8 @@ impl SlotCell for Slot {
     }
     #[inline]
     fn set_used(&self, now: u64) {
-        // Skip the store when nothing changes: hot keys then don't keep dirtying the line.
-        if self.used.load(Ordering::Relaxed) != now {
-            self.used.store(now, Ordering::Relaxed);
-        }
+        // Hits come through `touch`, which already skips stores a hot key does not need.
+        self.used.store(now, Ordering::Relaxed);
     }
     #[inline]
     fn idle_at(&self) -> u64 {

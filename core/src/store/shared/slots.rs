@@ -121,8 +121,8 @@ pub trait SlotCell {
     /// hot key's denied hits then only read its slot, and processes hammering one key do not
     /// pass its cache line back and forth (2 Python processes on one hot key: together
     /// 0.93x one process alone when every hit stored `used`, 1.9x with this). `used` ranks
-    /// live keys for the LRU,
-    /// which 16 µs do not change; a claim's freshness is `set_used`, exact.
+    /// live keys for the LRU, which 16 µs do not change; a claim's freshness is `set_used`,
+    /// exact.
     #[inline]
     fn touch(&self, now: u64) {
         if now.saturating_sub(self.used()) >= TOUCH_GRAIN {
